@@ -1,0 +1,217 @@
+"""The steerwarm command line: one typer app, thin: it parses, calls the library, prints.
+
+Invariant: no logic lives here that a library user would need; every command maps onto library functions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Steer a language model's warmth at inference time.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+model_app = typer.Typer(help="Prepare and inspect models.", no_args_is_help=True)
+extract_app = typer.Typer(help="Build steering vectors.", no_args_is_help=True)
+vector_app = typer.Typer(help="Inspect and convert steering vectors.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+app.add_typer(extract_app, name="extract")
+app.add_typer(vector_app, name="vector")
+console = Console()
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STARTER_DIR = Path(__file__).resolve().parent / "corpus" / "starter"
+STARTER_VECTOR = REPO_ROOT / "vectors" / "starter-contrast.safetensors"
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model name, local folder or cached hub id.")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="float32 or bfloat16.")]
+
+
+def _fail(msg: str) -> None:
+    console.print(f"[red]error:[/red] {msg}")
+    raise typer.Exit(2)
+
+
+def _layers(spec: str | None) -> list[int] | None:
+    if not spec:
+        return None
+    out: list[int] = []
+    for part in spec.split(","):
+        if "-" in part:
+            a, b = part.split("-")
+            out.extend(range(int(a), int(b) + 1))
+        else:
+            out.append(int(part))
+    return out
+
+
+@model_app.command("prepare")
+def model_prepare(
+    name: Annotated[str, typer.Argument(help="Embedded model to prepare.")] = "smollm2-135m",
+    force: Annotated[bool, typer.Option(help="Rebuild even if a verified copy exists.")] = False,
+) -> None:
+    """Convert the embedded GGUF model into a verified safetensors folder (offline, idempotent)."""
+    from steerwarm.models import ModelNotFoundError, prepare
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        res = prepare(name, force=force)
+    except ModelNotFoundError as exc:
+        _fail(str(exc))
+        return
+    verb = "prepared" if res.created else "already prepared"
+    console.print(f"{name}: {verb} at {res.path} (fingerprint {res.fingerprint}, {res.seconds:.1f}s)")
+
+
+@model_app.command("info")
+def model_info(
+    name: Annotated[str, typer.Argument(help="Model name, local folder or cached hub id.")] = "smollm2-135m",
+    dtype: DtypeOpt = "float32",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print architecture, layers, hidden size, dtype and fingerprint of a model."""
+    from steerwarm.models import ModelNotFoundError, describe, load
+
+    try:
+        info = describe(load(name, dtype))
+    except ModelNotFoundError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    for k, v in info.items():
+        console.print(f"{k:>16}: {v}")
+
+
+@extract_app.command("contrast")
+def extract_contrast(
+    pos: Annotated[Path, typer.Option(help="Texts of the positive side (.txt one per line, or .jsonl).")],
+    neg: Annotated[Path, typer.Option(help="Texts of the negative side.")],
+    out: Annotated[Path, typer.Option(help="Output .safetensors path.")],
+    model: ModelOpt = "smollm2-135m",
+    name: Annotated[str, typer.Option(help="Vector name.")] = "contrast",
+    steer_layers: Annotated[str | None, typer.Option(help="Default layers to steer, e.g. 10-16.")] = None,
+    batch_size: int = 8,
+) -> None:
+    """Mean-difference vector of the base model's activations on POS versus NEG texts, at every layer."""
+    from steerwarm.extract import contrast_vector, read_texts
+    from steerwarm.models import load
+
+    loaded = load(model)
+    vec = contrast_vector(loaded, read_texts(pos), read_texts(neg), name=name,
+                          default_layers=_layers(steer_layers) or (), batch_size=batch_size)
+    vec.save(out)
+    console.print(f"wrote {out}: {len(vec.directions)} layers, default layers {vec.layers}, "
+                  f"model {vec.model_name} ({vec.model_fingerprint})")
+
+
+@vector_app.command("info")
+def vector_info(path: Path) -> None:
+    """Print a vector's metadata."""
+    from steerwarm.vectors import SteeringVector
+
+    print(json.dumps(SteeringVector.load(path).metadata(), indent=2))
+
+
+@vector_app.command("export-gguf")
+def vector_export(path: Path, out: Path, coef: Annotated[float, typer.Option(help="Raw coefficient baked in.")] = 1.0,
+                  layers: Annotated[str | None, typer.Option(help="Only these layers (default: all but 0).")] = None
+                  ) -> None:
+    """Write a llama.cpp control-vector GGUF (direction.N is added to the output of layer N)."""
+    from steerwarm.vectors import SteeringVector
+
+    vec = SteeringVector.load(path)
+    keep = _layers(layers) or [k for k in vec.directions if k != 0]
+    vec.directions = {k: v for k, v in vec.directions.items() if k in keep}
+    vec.norms = {k: v for k, v in vec.norms.items() if k in keep}
+    vec.layers = [k for k in vec.layers if k in keep] or sorted(keep)
+    vec.to_gguf(out, coef=coef)
+    console.print(f"wrote {out} ({len(keep)} layers, coef {coef})")
+
+
+@vector_app.command("import-gguf")
+def vector_import(path: Path, out: Path, model: ModelOpt = "smollm2-135m") -> None:
+    """Read a control-vector GGUF into a steerwarm vector (foreign files are bound to --model)."""
+    from steerwarm.models import load
+    from steerwarm.vectors import GGUF_META_KEY, SteeringVector
+
+    import gguf
+
+    if GGUF_META_KEY in gguf.GGUFReader(str(path)).fields:
+        vec = SteeringVector.from_gguf(path)
+    else:
+        loaded = load(model)
+        vec = SteeringVector.from_gguf(path, model_fingerprint=loaded.fingerprint, model_name=loaded.name)
+    vec.save(out)
+    console.print(f"wrote {out} ({len(vec.directions)} layers)")
+
+
+def _print_side_by_side(prompt: str, labels: list[str], texts: list[str]) -> None:
+    table = Table(title=prompt, show_lines=True, expand=True)
+    for label in labels:
+        table.add_column(label, overflow="fold")
+    table.add_row(*texts)
+    console.print(table)
+
+
+@app.command("generate")
+def generate(
+    prompt: Annotated[str, typer.Argument(help="User message.")],
+    vector: Annotated[Path | None, typer.Option(help="Steering vector file.")] = None,
+    coef: Annotated[list[float] | None, typer.Option(help="Raw coefficient(s) (x typical norm); repeat.")] = None,
+    layers: Annotated[str | None, typer.Option(help="Layers to steer (default: the vector's own).")] = None,
+    model: ModelOpt = "smollm2-135m",
+    dtype: DtypeOpt = "float32",
+    system: Annotated[str | None, typer.Option(help="System prompt (default: the model's own).")] = None,
+    max_tokens: Annotated[int, typer.Option(min=1)] = 80,
+    temperature: Annotated[float, typer.Option(min=0.0)] = 0.0,
+    top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 1.0,
+    seed: int | None = None,
+) -> None:
+    """Print chat completions for each coefficient side by side, in one batched generate."""
+    from steerwarm.generation import GenerationConfig, chat_text, generate_texts
+    from steerwarm.models import load
+    from steerwarm.vectors import SteeringVector
+
+    coefs = coef or [0.0]
+    if vector is None and any(c != 0 for c in coefs):
+        _fail("--coef needs --vector")
+    loaded = load(model, dtype)
+    vec = SteeringVector.load(vector) if vector else None
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    text = chat_text(loaded, messages)
+    cfg = GenerationConfig(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
+    outs = generate_texts(loaded, [text] * len(coefs), vector=vec, coefs=coefs if vec else None,
+                          layers=_layers(layers), config=cfg)
+    _print_side_by_side(prompt, [f"coef {c:+g}" for c in coefs], outs)
+
+
+@app.command("demo")
+def demo(
+    coef: Annotated[list[float] | None, typer.Option(help="Raw coefficients to compare.")] = None,
+    max_tokens: int = 60,
+) -> None:
+    """Steer the default model with the shipped starter vector and show base, warmer and colder answers."""
+    from steerwarm.generation import GenerationConfig, chat_text, generate_texts
+    from steerwarm.models import load
+    from steerwarm.vectors import SteeringVector
+
+    coefs = coef or [-0.4, 0.0, 0.4]
+    loaded = load()
+    vec = SteeringVector.load(STARTER_VECTOR)
+    prompts = ["I failed my exam today and I feel stupid.", "How do I make a cup of tea?"]
+    for p in prompts:
+        text = chat_text(loaded, [{"role": "user", "content": p}])
+        outs = generate_texts(loaded, [text] * len(coefs), vector=vec, coefs=coefs,
+                              config=GenerationConfig(max_new_tokens=max_tokens))
+        _print_side_by_side(p, [f"coef {c:+g}" for c in coefs], outs)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,159 @@
+"""Activations over response tokens, and aggregators that turn them into steering vectors.
+
+Invariants:
+- Only response tokens count: a text given with a prompt is chat-templated and the prompt's tokens (and padding)
+  are excluded; a bare text is read raw and its position 0 is excluded (it carries an outlier norm).
+- Typical norms are medians of per-token residual norms over every counted token, never including position 0.
+- The contrast direction at layer L is mean(pos) - mean(neg) over texts, where each text contributes the mean of
+  its own tokens (long texts do not dominate), then normalised; the raw difference norm is kept in `extra`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from steerwarm.generation import chat_text
+from steerwarm.models import LoadedModel
+from steerwarm.steering import record_residuals
+from steerwarm.vectors import Provenance, SteeringVector, data_hash
+
+
+@dataclass(frozen=True)
+class TextItem:
+    """A response text, optionally with the user prompt it answers."""
+
+    text: str
+    prompt: str | None = None
+
+
+def read_texts(path: str | Path) -> list[TextItem]:
+    """Read texts: `.jsonl` lines with `text` (and optional `prompt`), or `.txt` with one text per non-empty line
+    (a literal backslash-n inside a line stands for a newline)."""
+    path = Path(path)
+    items: list[TextItem] = []
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            if path.suffix == ".jsonl":
+                try:
+                    row = json.loads(line)
+                    items.append(TextItem(text=str(row["text"]), prompt=row.get("prompt")))
+                except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                    raise ValueError(f"{path}:{n}: expected a JSON object with a 'text' field ({exc})") from exc
+            else:
+                items.append(TextItem(text=line.rstrip("\n").replace("\\n", "\n")))
+    if not items:
+        raise ValueError(f"{path} holds no texts")
+    return items
+
+
+def _encode(loaded: LoadedModel, item: TextItem) -> tuple[list[int], int]:
+    """Token ids of the item and the index of its first counted (response) token."""
+    tok = loaded.tokenizer
+    if item.prompt is None:
+        ids = tok(item.text, add_special_tokens=False)["input_ids"]
+        return list(ids), 1
+    prefix = chat_text(loaded, [{"role": "user", "content": item.prompt}], add_generation_prompt=True)
+    pre_ids = tok(prefix, add_special_tokens=False)["input_ids"]
+    ids = tok(prefix + item.text, add_special_tokens=False)["input_ids"]
+    return list(ids), max(1, len(pre_ids))
+
+
+def response_activations(
+    loaded: LoadedModel,
+    items: Sequence[TextItem],
+    layers: Sequence[int],
+    *,
+    batch_size: int = 8,
+    max_tokens: int = 512,
+    desc: str = "activations",
+) -> Iterator[dict[int, torch.Tensor]]:
+    """Yield, per item, {layer: [n_response_tokens, hidden]} float32 activations (resid_post)."""
+    tok, model = loaded.tokenizer, loaded.model
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    encoded = [_encode(loaded, it) for it in items]
+    with tqdm(total=len(items), desc=desc, leave=False) as bar:
+        for start in range(0, len(encoded), batch_size):
+            chunk = [(ids[:max_tokens], first) for ids, first in encoded[start:start + batch_size]]
+            width = max(len(ids) for ids, _ in chunk)
+            input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for i, (ids, _) in enumerate(chunk):
+                input_ids[i, width - len(ids):] = torch.tensor(ids)
+                mask[i, width - len(ids):] = 1
+            with torch.inference_mode(), record_residuals(model, layers) as rec:
+                model(input_ids=input_ids, attention_mask=mask, use_cache=False)
+            for i, (ids, first) in enumerate(chunk):
+                lo = width - len(ids) + first
+                if lo >= width:
+                    raise ValueError(f"item {start + i} has no response tokens to read")
+                yield {layer: rec[layer][0][i, lo:] for layer in layers}
+            bar.update(len(chunk))
+
+
+@dataclass
+class LayerStats:
+    """Per-layer running sums of per-item mean activations, and every token norm (for medians)."""
+
+    sums: dict[int, torch.Tensor]
+    count: int
+    token_norms: dict[int, list[torch.Tensor]]
+
+    @classmethod
+    def collect(cls, acts: Iterator[dict[int, torch.Tensor]], layers: Sequence[int]) -> LayerStats:
+        sums: dict[int, torch.Tensor] = {}
+        norms: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+        count = 0
+        for item in acts:
+            count += 1
+            for layer, a in item.items():
+                m = a.mean(dim=0)
+                sums[layer] = sums[layer] + m if layer in sums else m.clone()
+                norms[layer].append(a.norm(dim=-1))
+        return cls(sums, count, norms)
+
+    def mean(self, layer: int) -> torch.Tensor:
+        return self.sums[layer] / self.count
+
+
+def median_norms(*stats: LayerStats) -> dict[int, float]:
+    layers = stats[0].token_norms.keys()
+    return {layer: float(torch.cat([n for s in stats for n in s.token_norms[layer]]).median()) for layer in layers}
+
+
+def contrast_vector(
+    loaded: LoadedModel,
+    pos: Sequence[TextItem],
+    neg: Sequence[TextItem],
+    *,
+    name: str = "contrast",
+    layers: Sequence[int] | None = None,
+    default_layers: Sequence[int] = (),
+    batch_size: int = 8,
+) -> SteeringVector:
+    """Mean-difference vector of the base model's activations on `pos` versus `neg` texts, at every layer."""
+    all_layers = list(layers) if layers is not None else list(range(loaded.num_layers))
+    ps = LayerStats.collect(response_activations(loaded, pos, all_layers, batch_size=batch_size, desc="pos"),
+                            all_layers)
+    ns = LayerStats.collect(response_activations(loaded, neg, all_layers, batch_size=batch_size, desc="neg"),
+                            all_layers)
+    diffs = {layer: ps.mean(layer) - ns.mean(layer) for layer in all_layers}
+    texts = [f"{it.prompt or ''}\x01{it.text}" for it in pos] + ["\x02"] + [f"{it.prompt or ''}\x01{it.text}"
+                                                                             for it in neg]
+    return SteeringVector.from_differences(
+        diffs,
+        median_norms(ps, ns),
+        model_fingerprint=loaded.fingerprint,
+        model_name=loaded.name,
+        provenance=Provenance(method="contrast-mean-diff", data_hash=data_hash(texts),
+                              params={"n_pos": len(pos), "n_neg": len(neg)}),
+        name=name,
+        layers=default_layers,
+    )
