@@ -138,10 +138,10 @@ def vector_export(path: Path, out: Path, coef: Annotated[float, typer.Option(hel
 @vector_app.command("import-gguf")
 def vector_import(path: Path, out: Path, model: ModelOpt = "smollm2-135m") -> None:
     """Read a control-vector GGUF into a steerwarm vector (foreign files are bound to --model)."""
+    import gguf
+
     from steerwarm.models import load
     from steerwarm.vectors import GGUF_META_KEY, SteeringVector
-
-    import gguf
 
     if GGUF_META_KEY in gguf.GGUFReader(str(path)).fields:
         vec = SteeringVector.from_gguf(path)
@@ -202,7 +202,7 @@ def demo(
     from steerwarm.models import load
     from steerwarm.vectors import SteeringVector
 
-    coefs = coef or [-0.4, 0.0, 0.4]
+    coefs = coef or [-0.25, 0.0, 0.25]
     loaded = load()
     vec = SteeringVector.load(STARTER_VECTOR)
     prompts = ["I failed my exam today and I feel stupid.", "How do I make a cup of tea?"]

@@ -67,6 +67,6 @@ def generate_texts(
             raise ValueError("give one coefficient per prompt when steering")
         specs.append(SteerSpec(vector, list(coefs), layers))
     with torch.inference_mode(), steer(model, specs):
-        out = model.generate(**enc, **kwargs)
+        out = model.generate(**enc, **kwargs)  # type: ignore[operator]
     new = out[:, enc["input_ids"].shape[1]:]
-    return [tok.decode(row, skip_special_tokens=True) for row in new]
+    return [str(tok.decode(row, skip_special_tokens=True)) for row in new]

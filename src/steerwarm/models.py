@@ -145,7 +145,8 @@ def _probe_logits(model: PreTrainedModel) -> torch.Tensor:
 
     ids = torch.tensor([[1, 504, 3458, 314, 260, 3218, 282, 7373, 30]])
     with torch.no_grad():
-        return model(input_ids=ids).logits.float()
+        logits: torch.Tensor = model(input_ids=ids).logits
+    return logits.float()
 
 
 def prepare(name: str = DEFAULT_MODEL, force: bool = False) -> PrepareResult:
@@ -169,7 +170,7 @@ def prepare(name: str = DEFAULT_MODEL, force: bool = False) -> PrepareResult:
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     # save_pretrained refuses a GGUF-loaded model until the quantizer traces are removed.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     fp = fingerprint(model)
@@ -233,18 +234,26 @@ def torch_dtype(dtype: str) -> torch.dtype:
     return torch.float32 if dtype == "float32" else torch.bfloat16
 
 
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+
+
 def load(name_or_path: str = DEFAULT_MODEL, dtype: str = "float32") -> LoadedModel:
     """Load a causal LM for steering (eval mode, left-padding tokenizer with a pad token)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     name, path = resolve(name_or_path)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    _quiet_transformers()
     tok = AutoTokenizer.from_pretrained(str(path))
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype(dtype))
-    model.eval()
+    model.eval()  # type: ignore[no-untyped-call]
     return LoadedModel(model=model, tokenizer=tok, name=name, path=path, fingerprint=fingerprint(model))
 
 

@@ -118,8 +118,10 @@ class Steering:
             if not bool(row.any()):
                 continue
             for layer in spec.layer_list():
-                unit = spec.vector.norms[layer] * spec.vector.directions[layer]
-                add = row[:, None] * unit[None, :]
+                # (coef * norm) in float64, rounded once, times the unit direction: the same arithmetic as
+                # SteeringVector.delta, so a single vector's delta is reproducible bit for bit.
+                scale = (row.double() * spec.vector.norms[layer]).float()
+                add = scale[:, None] * spec.vector.directions[layer][None, :]
                 deltas[layer] = deltas[layer] + add if layer in deltas else add
         self._deltas = deltas
         self._cast = {}

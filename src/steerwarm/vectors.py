@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import hashlib
+import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -71,7 +72,7 @@ class Calibration:
         if len(self.dial) != len(self.coef) or len(self.dial) < 2:
             raise ValueError("calibration needs at least two (dial, coef) points of equal count")
         for seq, label in ((self.dial, "dial"), (self.coef, "coef")):
-            if any(b <= a for a, b in zip(seq, seq[1:], strict=False)):
+            if any(b <= a for a, b in itertools.pairwise(seq)):
                 raise ValueError(f"calibration {label} values must be strictly increasing: {seq}")
 
     def coef_for(self, warmth: float) -> float:
@@ -219,7 +220,7 @@ class SteeringVector:
             raw_meta = (fh.metadata() or {}).get("steerwarm")
             if raw_meta is None:
                 raise ValueError(f"{path} has no steerwarm metadata; is it a steerwarm vector?")
-            directions = {int(k.split(".", 1)[1]): fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+            directions = {int(k.split(".", 1)[1]): fh.get_tensor(k) for k in fh.keys()}
         return cls._from_parts(directions, json.loads(raw_meta))
 
     # -- llama.cpp control-vector GGUF ----------------------------------------------------------------------------
@@ -282,7 +283,8 @@ class SteeringVector:
             coef = float(meta.pop("gguf_coef"))
             units = meta.pop("unit_directions_b64")
             directions = {
-                int(k): torch.from_numpy(np.frombuffer(base64.b64decode(v), dtype="<f4").copy()) for k, v in units.items()
+                int(k): torch.from_numpy(np.frombuffer(base64.b64decode(v), dtype="<f4").copy())
+                for k, v in units.items()
             }
             vec = cls._from_parts(directions, meta)
             for layer, tensor in raw.items():
