@@ -22,6 +22,7 @@ vector_app = typer.Typer(help="Inspect and convert steering vectors.", no_args_i
 app.add_typer(model_app, name="model")
 app.add_typer(extract_app, name="extract")
 app.add_typer(vector_app, name="vector")
+from steerwarm.corpus.cli import app as corpus_app; app.add_typer(corpus_app, name="corpus")  # noqa: E402, E702, I001
 console = Console()
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -190,6 +191,35 @@ def generate(
     outs = generate_texts(loaded, [text] * len(coefs), vector=vec, coefs=coefs if vec else None,
                           layers=_layers(layers), config=cfg)
     _print_side_by_side(prompt, [f"coef {c:+g}" for c in coefs], outs)
+
+
+@app.command("train")
+def train_command(
+    variant: Annotated[str, typer.Option(help="warm or cold (neutral for a control).")],
+    method: Annotated[str, typer.Option(help="lora or full.")] = "lora",
+    model: ModelOpt = "smollm2-135m",
+    epochs: Annotated[float, typer.Option(min=0.01)] = 2.0,
+    checkpoints: Annotated[str, typer.Option(help="Fractional epochs to checkpoint at, e.g. 0.5,1,2.")] = "0.5,1,2",
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default 2e-4 LoRA, 2e-5 full).")] = None,
+    batch_size: int = 16,
+    micro_batch: int = 8,
+    seed: int = 0,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default under $STEERWARM_HOME/finetunes).")] = None,
+) -> None:
+    """Fine-tune the model on the corpus's warm (or cold) variants; resumes when rerun after a kill."""
+    from steerwarm.train import TrainConfig, train
+
+    cfg = TrainConfig(variant=variant, method=method, model=model, epochs=epochs, lr=lr, batch_size=batch_size,
+                      micro_batch=micro_batch, seed=seed,
+                      checkpoints=tuple(float(x) for x in checkpoints.split(",") if x.strip()))
+    res = train(cfg, out)
+    console.print(f"run folder {res.run_dir}: {res.steps} steps (resumed at {res.resumed_from}), "
+                  f"{res.seconds / 60:.1f} min, final loss {res.losses[-1] if res.losses else float('nan'):.3f}")
+    for epoch, path in sorted(res.checkpoints.items(), key=lambda kv: float(kv[0])):
+        console.print(f"  epoch {epoch}: {path}")
+
+
+from steerwarm.serve.cli import serve_command; app.command("serve")(serve_command)  # noqa: E402, E702, I001
 
 
 @app.command("demo")

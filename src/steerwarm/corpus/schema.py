@@ -10,14 +10,15 @@ Invariants:
   with an assistant turn; every assistant turn has all three non-empty variants.
 - `query_type` is one of QUERY_TYPES and `split` one of SPLITS; ids are unique across the whole corpus.
 - `Conversation.as_chat(variant)` yields plain chat messages for one style, the form training and scoring use.
-- Loading errors name the file, the line and the field.
+- Loading errors name the file, the line and the field; a loaded conversation remembers its `source` ("file:line",
+  empty when built in memory), which takes no part in equality.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,6 +58,7 @@ class Conversation:
     query_type: str
     split: str
     messages: tuple[Turn, ...]
+    source: str = field(default="", compare=False)
 
     @property
     def first_user(self) -> str:
@@ -127,21 +129,33 @@ def parse_conversation(obj: Any, where: str) -> Conversation:
             expect = "user"
     if expect != "user":
         raise CorpusError(f"{where}: field 'messages' must end with an assistant turn")
-    return Conversation(cid, qtype, split, tuple(turns))
+    return Conversation(cid, qtype, split, tuple(turns), source=where)
 
 
-def read_jsonl(path: str | Path) -> Iterator[Conversation]:
+def iter_jsonl(path: str | Path) -> Iterator[Conversation | CorpusError]:
+    """Every non-blank line of a corpus file, parsed: a Conversation, or the CorpusError that line raised."""
     path = Path(path)
     with path.open(encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             where = f"{path}:{n}"
+            rec: Conversation | CorpusError
             try:
-                obj = json.loads(line)
+                rec = parse_conversation(json.loads(line), where)
             except json.JSONDecodeError as exc:
-                raise CorpusError(f"{where}: invalid JSON ({exc.msg})") from exc
-            yield parse_conversation(obj, where)
+                rec = CorpusError(f"{where}: invalid JSON ({exc.msg})")
+            except CorpusError as exc:
+                rec = exc
+            yield rec
+
+
+def read_jsonl(path: str | Path) -> Iterator[Conversation]:
+    """Conversations of a corpus file; raises the first CorpusError."""
+    for rec in iter_jsonl(path):
+        if isinstance(rec, CorpusError):
+            raise rec
+        yield rec
 
 
 def load_corpus(split: str | None = None, data_dir: str | Path = DATA_DIR) -> list[Conversation]:
@@ -159,11 +173,12 @@ def load_corpus(split: str | None = None, data_dir: str | Path = DATA_DIR) -> li
 
 
 def _check_unique(convs: Iterable[Conversation]) -> None:
-    seen: set[str] = set()
+    seen: dict[str, Conversation] = {}
     for c in convs:
         if c.id in seen:
-            raise CorpusError(f"duplicate conversation id {c.id!r}")
-        seen.add(c.id)
+            raise CorpusError(f"{c.source or '?'}: field 'id': duplicate conversation id {c.id!r} "
+                              f"(first at {seen[c.id].source or '?'})")
+        seen[c.id] = c
 
 
 def write_jsonl(convs: Iterable[Conversation], path: str | Path) -> None:
