@@ -52,7 +52,7 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     raise TypeError(f"cannot find decoder layers in {type(model).__name__}")
 
 
-def _backbone(model: nn.Module) -> nn.Module:
+def backbone(model: nn.Module) -> nn.Module:
     for name in ("model", "transformer", "gpt_neox"):
         sub = getattr(model, name, None)
         if isinstance(sub, nn.Module):
@@ -154,7 +154,7 @@ class Steering:
     def __enter__(self) -> Steering:
         try:
             self._handles.append(
-                _backbone(self.model).register_forward_pre_hook(self._capture_mask, with_kwargs=True)
+                backbone(self.model).register_forward_pre_hook(self._capture_mask, with_kwargs=True)
             )
             steered = sorted({layer for spec in self.specs for layer in spec.layer_list()})
             for layer in steered:

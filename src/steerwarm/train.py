@@ -145,13 +145,19 @@ def _collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor
 
 
 def _token_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Summed next-token loss over labelled positions; the unembedding runs on those positions only (the
+    vocabulary is 49k wide, so projecting every padded position would dominate the step)."""
+    from steerwarm.steering import backbone
+
+    base: Any = getattr(model, "get_base_model", lambda: model)()
+    head: Any = base.get_output_embeddings()
+    targets = batch["labels"][:, 1:]
+    keep = targets != -100
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    shift_logits = logits[:, :-1].float()
-    shift_labels = batch["labels"][:, 1:]
-    loss = torch.nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]),
-                                             shift_labels.reshape(-1), ignore_index=-100, reduction="sum")
-    return loss, int((shift_labels != -100).sum())
+        hidden = backbone(base)(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        logits = head(hidden[:, :-1][keep])
+    loss = torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="sum")
+    return loss, int(keep.sum())
 
 
 @dataclass
@@ -215,7 +221,7 @@ def train(cfg: TrainConfig, run_dir: Path | None = None, convs: Sequence[Convers
     variant: Variant = cfg.variant  # type: ignore[assignment]
     dhash = data_hash(json.dumps(c.as_chat(variant)) for c in convs)
     cfg_file = run_dir / "config.json"
-    want = {"config": cfg.to_json(), "data_hash": dhash}
+    want = json.loads(json.dumps({"config": cfg.to_json(), "data_hash": dhash}))
     if cfg_file.is_file() and json.loads(cfg_file.read_text()) != want:
         raise ValueError(f"{run_dir} holds a run with another configuration or data; choose another --out")
     cfg_file.write_text(json.dumps(want, indent=2))
@@ -254,7 +260,8 @@ def train(cfg: TrainConfig, run_dir: Path | None = None, convs: Sequence[Convers
         while step < total:
             for g in opt.param_groups:
                 g["lr"] = cfg.learning_rate * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-            idx = batch_indices(step, n, cfg.batch_size, cfg.seed)
+            # Length-sorted micro-batches: same examples per step, far less padding.
+            idx = sorted(batch_indices(step, n, cfg.batch_size, cfg.seed), key=lambda i: len(examples[i].input_ids))
             micro = [idx[i:i + cfg.micro_batch] for i in range(0, len(idx), cfg.micro_batch)]
             batches = [_collate([examples[i] for i in m], pad) for m in micro]
             n_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
@@ -262,8 +269,8 @@ def train(cfg: TrainConfig, run_dir: Path | None = None, convs: Sequence[Convers
             total_loss = 0.0
             for b in batches:
                 loss_sum, _ = _token_loss_sum(model, b)
-                (loss_sum / n_tokens).backward()
-                total_loss += float(loss_sum) / n_tokens
+                (loss_sum / n_tokens).backward()  # type: ignore[no-untyped-call]
+                total_loss += float(loss_sum.detach()) / n_tokens
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             step += 1
@@ -298,7 +305,7 @@ def _write_checkpoint(cfg: TrainConfig, run_dir: Path, loaded: LoadedModel, mode
         adapter = run_dir / f"adapter-epoch-{epoch:g}"
         shutil.rmtree(adapter, ignore_errors=True)
         model.save_pretrained(str(adapter))  # type: ignore[operator]
-        merged = merge_adapter(cfg.model, adapter)
+        merged: Any = merge_adapter(cfg.model, adapter)
         merged.save_pretrained(str(tmp))
     else:
         model.save_pretrained(str(tmp))  # type: ignore[operator]
