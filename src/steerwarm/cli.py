@@ -19,9 +19,11 @@ app = typer.Typer(help="Steer a language model's warmth at inference time.", no_
 model_app = typer.Typer(help="Prepare and inspect models.", no_args_is_help=True)
 extract_app = typer.Typer(help="Build steering vectors.", no_args_is_help=True)
 vector_app = typer.Typer(help="Inspect and convert steering vectors.", no_args_is_help=True)
+warmth_app = typer.Typer(help="Measure warmth (SocioT, embedding classifier).", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 app.add_typer(extract_app, name="extract")
 app.add_typer(vector_app, name="vector")
+app.add_typer(warmth_app, name="warmth")
 from steerwarm.corpus.cli import app as corpus_app; app.add_typer(corpus_app, name="corpus")  # noqa: E402, E702, I001
 console = Console()
 
@@ -198,9 +200,9 @@ def train_command(
     variant: Annotated[str, typer.Option(help="warm or cold (neutral for a control).")],
     method: Annotated[str, typer.Option(help="lora or full.")] = "lora",
     model: ModelOpt = "smollm2-135m",
-    epochs: Annotated[float, typer.Option(min=0.01)] = 2.0,
-    checkpoints: Annotated[str, typer.Option(help="Fractional epochs to checkpoint at, e.g. 0.5,1,2.")] = "0.5,1,2",
-    lr: Annotated[float | None, typer.Option(help="Learning rate (default 2e-4 LoRA, 2e-5 full).")] = None,
+    epochs: Annotated[float, typer.Option(min=0.01)] = 1.0,
+    checkpoints: Annotated[str, typer.Option(help="Fractional epochs to checkpoint at, e.g. 0.5,1,2.")] = "0.5,1",
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default 3e-4 LoRA, 2e-5 full).")] = None,
     batch_size: int = 16,
     micro_batch: int = 8,
     seed: int = 0,
@@ -220,6 +222,57 @@ def train_command(
 
 
 from steerwarm.serve.cli import serve_command; app.command("serve")(serve_command)  # noqa: E402, E702, I001
+
+
+@warmth_app.command("score")
+def warmth_score(
+    inp: Annotated[Path, typer.Argument(help="JSONL with a `text` field per line.")],
+    out: Annotated[Path, typer.Option(help="Output JSONL (input lines plus socio_t and p_warm).")],
+    scorer: Annotated[str, typer.Option(help="Causal LM for SocioT (name, folder or cached hub id, e.g. gpt2).")]
+    = "smollm2-135m",
+) -> None:
+    """Score texts with SocioT and p_warm; print mean and bootstrap standard error per field."""
+    from steerwarm.models import load
+    from steerwarm.warmth import WarmthClassifier, socio_t, summarize
+
+    rows = []
+    for n, line in enumerate(inp.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row.get("text"), str):
+                raise ValueError("missing string field 'text'")
+        except (json.JSONDecodeError, ValueError, AttributeError) as exc:
+            _fail(f"{inp}:{n}: {exc}")
+        rows.append(row)
+    texts = [r["text"] for r in rows]
+    for r, s, p in zip(rows, socio_t(load(scorer), texts), WarmthClassifier.default().p_warm(texts), strict=True):
+        r.update(socio_t=s, p_warm=p)
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    for field in ("socio_t", "p_warm"):
+        console.print(f"{field:>8}: {summarize([r[field] for r in rows])}")
+
+
+@warmth_app.command("compare")
+def warmth_compare(
+    target: Annotated[list[str], typer.Option(help="base, warmth=W, a checkpoint folder, or an endpoint; repeat.")],
+    out: Annotated[Path, typer.Option(help="Output folder (responses.jsonl, summary.md); reruns resume.")],
+    limit: Annotated[int | None, typer.Option(help="Only the first N validation prompts (balanced by type).")]
+    = None,
+    max_tokens: int = 96,
+    vectors: Annotated[Path | None, typer.Option(help="Dial vectors folder for warmth=W targets.")] = None,
+) -> None:
+    """Answer the validation prompts with each target and compare SocioT, p_warm and coherence."""
+    from steerwarm.warmth_compare import compare
+
+    table = compare(target, out, limit=limit, max_tokens=max_tokens, vectors_dir=vectors)
+    t = Table(title="warmth of answers (mean ± SE)")
+    for col in ("target", "SocioT", "p_warm", "base NLL"):
+        t.add_column(col)
+    for spec, row in table.items():
+        t.add_row(spec, str(row["socio_t"]), str(row["p_warm"]), str(row["base_nll"]))
+    console.print(t)
 
 
 @app.command("demo")

@@ -45,9 +45,11 @@ def generate_texts(
     vector: SteeringVector | None = None,
     coefs: Sequence[float] | None = None,
     layers: Sequence[int] | None = None,
+    specs: Sequence[SteerSpec] = (),
     config: GenerationConfig = GenerationConfig(),
 ) -> list[str]:
-    """Generate one completion per already-templated prompt; row i is steered with raw coefficient coefs[i]."""
+    """Generate one completion per already-templated prompt; row i is steered with raw coefficient coefs[i] of
+    `vector`, and/or by any further `specs` (e.g. `Dial.specs(warmths)`, one warmth per row)."""
     tok, model = loaded.tokenizer, loaded.model
     enc = tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
     kwargs: dict[str, object] = {
@@ -61,12 +63,12 @@ def generate_texts(
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     if config.seed is not None:
         torch.manual_seed(config.seed)
-    specs = []
+    all_specs = list(specs)
     if vector is not None:
         if coefs is None or len(coefs) != len(prompts):
             raise ValueError("give one coefficient per prompt when steering")
-        specs.append(SteerSpec(vector, list(coefs), layers))
-    with torch.inference_mode(), steer(model, specs):
+        all_specs.append(SteerSpec(vector, list(coefs), layers))
+    with torch.inference_mode(), steer(model, all_specs):
         out = model.generate(**enc, **kwargs)  # type: ignore[operator]
     new = out[:, enc["input_ids"].shape[1]:]
     return [str(tok.decode(row, skip_special_tokens=True)) for row in new]

@@ -43,9 +43,11 @@ class TrainConfig:
     variant: str
     method: str = "lora"
     model: str = "smollm2-135m"
-    epochs: float = 2.0
-    checkpoints: tuple[float, ...] = (0.5, 1.0, 2.0)
-    lr: float | None = None  # default: 2e-4 for LoRA, 2e-5 for full
+    # One epoch at 3e-4 (LoRA): chosen under this machine's budget; the paper used 10 epochs at 1e-5 on 8-70B models
+    # and compared epoch 2. Both checkpoints are kept so the warmth gained per half epoch is measured.
+    epochs: float = 1.0
+    checkpoints: tuple[float, ...] = (0.5, 1.0)
+    lr: float | None = None  # default: 3e-4 for LoRA, 2e-5 for full
     batch_size: int = 16
     micro_batch: int = 8
     max_length: int = 1024
@@ -70,10 +72,11 @@ class TrainConfig:
 
     @property
     def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else (2e-4 if self.method == "lora" else 2e-5)
+        return self.lr if self.lr is not None else (3e-4 if self.method == "lora" else 2e-5)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
+        d["lr"] = self.learning_rate  # effective value: an explicit default and an omitted one are the same run
         d["learning_rate"] = self.learning_rate
         return d
 
