@@ -157,3 +157,85 @@ def contrast_vector(
         name=name,
         layers=default_layers,
     )
+
+
+# -- model-diff extraction (fine-tuned versus base, same tokens) -------------------------------------------------------
+AGGREGATORS = ("mean", "pca", "probe")
+
+
+def paired_activations(
+    base: LoadedModel, tuned: LoadedModel, items: Sequence[TextItem], layers: Sequence[int], *, batch_size: int = 8
+) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """{layer: (base activations, tuned activations)} over the same response tokens, rows aligned token by token."""
+    if base.tokenizer.get_vocab() != tuned.tokenizer.get_vocab():
+        raise ValueError("base and tuned models must share a tokenizer: model-diff needs the same tokens")
+    b_rows: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+    t_rows: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+    pairs = zip(response_activations(base, items, layers, batch_size=batch_size, desc="base"),
+                response_activations(tuned, items, layers, batch_size=batch_size, desc="tuned"), strict=True)
+    for b, t in pairs:
+        for layer in layers:
+            b_rows[layer].append(b[layer])
+            t_rows[layer].append(t[layer])
+    return {layer: (torch.cat(b_rows[layer]), torch.cat(t_rows[layer])) for layer in layers}
+
+
+def aggregate(base_acts: torch.Tensor, tuned_acts: torch.Tensor, method: str) -> torch.Tensor:
+    """One direction (not normalised) from aligned [tokens, hidden] activations.
+
+    mean: mean of tuned - base. pca: first right-singular vector of the uncentred differences (centring would erase
+    a constant shift, the very thing a fine-tune adds), signed to agree with the mean difference. probe: weights of a
+    logistic regression separating tuned from base activations (standardised inputs, mapped back), signed likewise.
+    """
+    diffs = tuned_acts - base_acts
+    mean: torch.Tensor = diffs.mean(dim=0)
+    if not bool(diffs.any()):
+        raise ValueError("tuned and base activations are identical at this layer: no direction to extract")
+    if method == "mean":
+        return mean
+    if method == "pca":
+        _, _, vh = torch.linalg.svd(diffs.double(), full_matrices=False)
+        pc: torch.Tensor = vh[0].float()
+        return pc if float(pc @ mean) >= 0 else -pc
+    if method == "probe":
+        import numpy as np
+        from sklearn.linear_model import LogisticRegression
+
+        x = torch.cat([base_acts, tuned_acts]).double().numpy()
+        y = np.array([0] * len(base_acts) + [1] * len(tuned_acts))
+        mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-6
+        clf = LogisticRegression(C=1.0, max_iter=2000).fit((x - mu) / sd, y)
+        w = torch.from_numpy(clf.coef_[0] / sd).float()
+        return w if float(w @ mean) >= 0 else -w
+    raise ValueError(f"unknown aggregator {method!r}; choose one of {AGGREGATORS}")
+
+
+def sft_vector(
+    base: LoadedModel,
+    tuned: LoadedModel,
+    items: Sequence[TextItem],
+    *,
+    method: str = "mean",
+    name: str = "sft",
+    layers: Sequence[int] | None = None,
+    default_layers: Sequence[int] = (),
+    batch_size: int = 8,
+) -> SteeringVector:
+    """Direction per layer from tuned-minus-base residuals on the same response tokens (see `aggregate`)."""
+    all_layers = list(layers) if layers is not None else list(range(base.num_layers))
+    acts = paired_activations(base, tuned, items, all_layers, batch_size=batch_size)
+    diffs = {}
+    for layer, (b, t) in acts.items():
+        try:
+            diffs[layer] = aggregate(b, t, method)
+        except ValueError as exc:
+            raise ValueError(f"layer {layer}: {exc}") from exc
+    norms = {layer: float(b.norm(dim=-1).median()) for layer, (b, _) in acts.items()}
+    texts = [f"{it.prompt or ''}\x01{it.text}" for it in items]
+    return SteeringVector.from_differences(
+        diffs, norms, model_fingerprint=base.fingerprint, model_name=base.name,
+        provenance=Provenance(method=f"sft-diff-{method}", data_hash=data_hash(texts),
+                              params={"tuned": tuned.name, "tuned_fingerprint": tuned.fingerprint,
+                                      "n_items": len(items), "n_tokens": int(next(iter(acts.values()))[0].shape[0])}),
+        name=name, layers=default_layers,
+    )

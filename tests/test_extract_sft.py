@@ -1,0 +1,47 @@
+"""Model-diff extraction recovers a known shift: the 'tuned' model is the base plus a vector added at one layer."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from steerwarm.extract import TextItem, aggregate, sft_vector
+from steerwarm.models import LoadedModel
+from steerwarm.steering import Steering, SteerSpec
+from tests.conftest import random_vector
+
+ITEMS = [TextItem("you are kind and good", prompt="i feel sad"), TextItem("the answer is 4 .", prompt="what is it ?"),
+         TextItem("hello world , how are you today ?"), TextItem("make a cup of tea with water", prompt="how ?")]
+
+
+def _shifted(tiny: LoadedModel, layer: int, coef: float) -> tuple[LoadedModel, torch.Tensor]:
+    model = copy.deepcopy(tiny.model)
+    vec = random_vector(tiny, [layer], seed=7)
+    Steering(model, [SteerSpec(vec, coef)], check_fingerprint=False).__enter__()  # a permanent shift
+    tuned = LoadedModel(model, tiny.tokenizer, "tiny-shifted", tiny.path, "tuned-fp")
+    return tuned, vec.directions[layer]
+
+
+@pytest.mark.parametrize("method", ["mean", "pca"])
+def test_recovers_a_known_shift(tiny: LoadedModel, method: str) -> None:
+    tuned, truth = _shifted(tiny, layer=1, coef=0.8)
+    vec = sft_vector(tiny, tuned, ITEMS, method=method, layers=[1, 2], default_layers=[1])
+    assert float(vec.directions[1] @ truth) > 0.99
+    # downstream the residual stream carries the shift on, transformed a little by the next block
+    assert float(vec.directions[1] @ truth) > float(vec.directions[2] @ truth) > 0.9
+    with pytest.raises(ValueError, match="layer 0"):  # before the shift there is no difference to point along
+        sft_vector(tiny, tuned, ITEMS, method=method, layers=[0])
+    assert vec.model_fingerprint == tiny.fingerprint and vec.provenance.method == f"sft-diff-{method}"
+
+
+def test_probe_points_along_the_shift(tiny: LoadedModel) -> None:
+    tuned, truth = _shifted(tiny, layer=1, coef=0.8)
+    vec = sft_vector(tiny, tuned, ITEMS, method="probe", layers=[1])
+    assert float(vec.directions[1] @ truth) > 0.5
+
+
+def test_aggregate_rejects_unknown_method() -> None:
+    with pytest.raises(ValueError, match="unknown aggregator"):
+        aggregate(torch.zeros(2, 3), torch.ones(2, 3), "median")
