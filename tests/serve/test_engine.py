@@ -1,0 +1,267 @@
+"""The batching engine on the tiny random model: batched rows equal their solo runs (joining mid-generation
+included), warmth 0 is the plain model, seeds are per row, stops, cancellation, limits and failures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+import torch
+
+from steerwarm.dial import Dial
+from steerwarm.generation import GenerationConfig, generate_texts
+from steerwarm.models import LoadedModel
+from steerwarm.serve.engine import (
+    ChoiceDone,
+    Delta,
+    Engine,
+    EngineRequest,
+    Event,
+    Failed,
+    PromptReady,
+    QueueFullError,
+    SamplingParams,
+)
+from steerwarm.serve.registry import RowSteering, SteeringRegistry
+from steerwarm.steering import SteerSpec, active_hooks, record_residuals, steer
+from steerwarm.vectors import Calibration
+from tests.conftest import random_vector
+
+PROMPTS = ["i feel sad today", "what is the answer to this question ?", "make me a cup of tea please", "hello",
+           "you are kind and warm , thanks"]
+
+
+def _registry(tiny: LoadedModel, dial: bool = True) -> SteeringRegistry:
+    warm, cold = random_vector(tiny, [1], seed=1, name="warm"), random_vector(tiny, [1], seed=2, name="cold")
+    warm.calibration = Calibration(dial=[0.0, 1.0], coef=[0.0, 2.0])
+    cold.calibration = Calibration(dial=[0.0, 1.0], coef=[0.0, 2.0])
+    raw = random_vector(tiny, [0, 2], seed=3, name="raw")
+    vectors = {"warm": warm, "cold": cold, "raw": raw} if dial else {"raw": raw}
+    return SteeringRegistry(vectors, Dial(warm, cold) if dial else None, dial_note="test",
+                            num_layers=tiny.num_layers)
+
+
+def _ids(tiny: LoadedModel, text: str) -> tuple[int, ...]:
+    return tuple(tiny.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _req(tiny: LoadedModel, reg: SteeringRegistry, prompt: str, warmth: float = 0.0, *, max_tokens: int = 16,
+         raw: Sequence[tuple[str, list[int] | None, float]] = (), **kw: object) -> EngineRequest:
+    params = {"max_tokens": max_tokens, "temperature": 0.0, "logprobs": 2}
+    params.update({k: v for k, v in kw.items() if k in ("temperature", "top_p", "seed", "stop", "logprobs")})
+    rest = {k: v for k, v in kw.items() if k in ("n", "stream", "echo", "prompt_logprobs")}
+    return EngineRequest(_ids(tiny, prompt), SamplingParams(**params), reg.resolve(warmth, list(raw)),
+                         **rest)
+
+
+def _run(engine: Engine, reqs: Sequence[EngineRequest], join_at: Sequence[int] | None = None) -> list[list[Event]]:
+    """Submit request i before step join_at[i]; step until idle. Returns each request's events."""
+    join_at = join_at or [0] * len(reqs)
+    events: list[list[Event]] = [[] for _ in reqs]
+    order = sorted(range(len(reqs)), key=lambda i: join_at[i])
+    step = 0
+    while order or engine.running_rows or engine.queue_depth:
+        while order and join_at[order[0]] <= step:
+            i = order.pop(0)
+            engine.submit([reqs[i]], [events[i].append])
+        engine.step()
+        step += 1
+        assert step < 10_000
+    return events
+
+
+def _solo(engine: Engine, req: EngineRequest) -> list[ChoiceDone]:
+    return _done(_run(engine, [req])[0])
+
+
+def _done(events: list[Event]) -> list[ChoiceDone]:
+    return sorted((e for e in events if isinstance(e, ChoiceDone)), key=lambda d: d.choice)
+
+
+def _tokens(d: ChoiceDone) -> list[int]:
+    assert d.logprobs is not None
+    return [t.token_id for t in d.logprobs]
+
+
+def test_rows_joining_mid_generation_equal_their_solo_runs(tiny: LoadedModel) -> None:
+    reg = _registry(tiny)
+    engine = Engine(tiny, reg, max_batch=8)
+    reqs = [_req(tiny, reg, PROMPTS[0], 0.0), _req(tiny, reg, PROMPTS[1], 1.0), _req(tiny, reg, PROMPTS[2], -1.0),
+            _req(tiny, reg, PROMPTS[3], 0.5, raw=[("raw", None, 0.7)]), _req(tiny, reg, PROMPTS[4], 0.0, max_tokens=5)]
+    alone = [_solo(engine, r)[0] for r in reqs]
+    together = [_done(ev)[0] for ev in _run(engine, reqs, join_at=[0, 0, 3, 6, 9])]
+    for a, b in zip(alone, together, strict=True):
+        assert _tokens(a) == _tokens(b)
+        assert (a.text, a.finish_reason, a.completion_tokens) == (b.text, b.finish_reason, b.completion_tokens)
+        assert a.logprobs is not None and b.logprobs is not None
+        for x, y in zip(a.logprobs, b.logprobs, strict=True):
+            assert x.logprob == pytest.approx(y.logprob, abs=1e-4)
+        assert a.projection_sum / a.projection_count == pytest.approx(b.projection_sum / b.projection_count, abs=1e-4)
+    # the steered rows really differ from the unsteered model, so the equality above is not vacuous
+    base = [_solo(engine, _req(tiny, reg, PROMPTS[i], 0.0))[0] for i in (1, 2)]
+    assert _tokens(base[0]) != _tokens(alone[1]) or base[0].logprobs != alone[1].logprobs
+    assert _tokens(base[1]) != _tokens(alone[2]) or base[1].logprobs != alone[2].logprobs
+    assert engine.running_rows == 0
+
+
+def test_warmth_zero_is_the_plain_model_and_matches_generate(tiny: LoadedModel) -> None:
+    dialed = Engine(tiny, _registry(tiny))
+    plain_reg = _registry(tiny, dial=False)
+    outs = [_done(ev)[0] for ev in _run(dialed, [_req(tiny, dialed.registry, p, 0.0, max_tokens=12) for p in PROMPTS])]
+    dialed.close()
+    plain = Engine(tiny, plain_reg)
+    ref = [_solo(plain, _req(tiny, plain_reg, p, 0.0, max_tokens=12))[0] for p in PROMPTS]
+    plain.close()
+    together = [_done(ev)[0] for ev in _run(Engine(tiny, plain_reg), [_req(tiny, plain_reg, p, max_tokens=12)
+                                                                       for p in PROMPTS])]
+    for d, r, t in zip(outs, ref, together, strict=True):
+        assert d.logprobs == t.logprobs  # same batch, bit-identical: warmth 0 adds nothing
+        assert _tokens(t) == _tokens(r)
+    for p, r in zip(PROMPTS, ref, strict=True):
+        want = generate_texts(tiny, [p], config=GenerationConfig(max_new_tokens=12))[0]
+        assert r.text == want
+
+
+def test_warmth_projection_is_the_mean_pre_steering_projection(tiny: LoadedModel) -> None:
+    reg = _registry(tiny)
+    engine = Engine(tiny, reg)
+    assert reg.monitor is not None and reg.dial is not None
+    for warmth in (0.0, 1.0):
+        done = _solo(engine, _req(tiny, reg, PROMPTS[1], warmth, max_tokens=8))[0]
+        prompt = list(_ids(tiny, PROMPTS[1]))
+        seq = torch.tensor([prompt + _tokens(done)[:-1]])
+        layer = reg.monitor.layer
+        specs = reg.dial.specs([warmth])
+        engine.close()  # the engine's own hooks off, for a clean reference forward
+        with torch.no_grad(), record_residuals(tiny.model, [layer]) as rec, steer(tiny.model, specs):
+            tiny.model(input_ids=seq)
+        h = rec[layer][0][0, len(prompt) - 1:]
+        want = float(((h @ reg.monitor.direction) / reg.monitor.norm).mean())
+        assert done.projection_count == 8
+        assert done.projection_sum / done.projection_count == pytest.approx(want, abs=1e-5)
+        engine = Engine(tiny, reg)
+
+
+def test_seeded_sampling_does_not_depend_on_the_batch(tiny: LoadedModel) -> None:
+    reg = _registry(tiny)
+    engine = Engine(tiny, reg)
+    sampled = _req(tiny, reg, PROMPTS[1], 0.5, temperature=1.3, top_p=0.95, seed=11, max_tokens=20)
+    alone = _solo(engine, sampled)[0]
+    again = _solo(engine, sampled)[0]
+    busy = _run(engine, [_req(tiny, reg, PROMPTS[0], 1.0, temperature=1.0, seed=3, max_tokens=20), sampled,
+                         _req(tiny, reg, PROMPTS[2], 0.0, max_tokens=20)], join_at=[0, 2, 1])
+    assert _tokens(alone) == _tokens(again) == _tokens(_done(busy[1])[0])
+    other = _solo(engine, _req(tiny, reg, PROMPTS[1], 0.5, temperature=1.3, top_p=0.95, seed=12,
+                                     max_tokens=20))[0]
+    assert _tokens(other) != _tokens(alone)
+    # n choices: choice c draws with seed + c
+    multi = _solo(engine, _req(tiny, reg, PROMPTS[1], 0.5, temperature=1.3, top_p=0.95, seed=11,
+                                     max_tokens=20, n=2))
+    assert [_tokens(d) for d in multi] == [_tokens(alone), _tokens(other)]
+
+
+def test_stop_sequences_cut_text_and_stream_deltas_add_up(tiny: LoadedModel) -> None:
+    reg = _registry(tiny)
+    engine = Engine(tiny, reg)
+    full = _solo(engine, _req(tiny, reg, PROMPTS[3], 1.0, max_tokens=16, temperature=1.0, seed=5))[0]
+    words = full.text.split()
+    assert len(words) > 4, full.text
+    stop = words[3]
+    events = _run(engine, [_req(tiny, reg, PROMPTS[3], 1.0, max_tokens=16, temperature=1.0, seed=5, stop=(stop,),
+                                stream=True)])[0]
+    done = _done(events)[0]
+    assert done.finish_reason == "stop"
+    assert done.text == full.text[:full.text.index(stop)]
+    streamed = "".join(e.text for e in events if isinstance(e, Delta)) + done.tail
+    assert streamed == done.text
+    assert stop not in streamed
+    assert isinstance(events[0], PromptReady)
+    length = _solo(engine, _req(tiny, reg, PROMPTS[3], 1.0, max_tokens=7, temperature=1.0, seed=5))[0]
+    assert (length.finish_reason, length.completion_tokens) == ("length", 7)
+
+
+def test_prompt_logprobs_equal_a_steered_forward(tiny: LoadedModel) -> None:
+    reg = _registry(tiny)
+    engine = Engine(tiny, reg)
+    ids = _ids(tiny, PROMPTS[1])
+    events = _run(engine, [_req(tiny, reg, PROMPTS[1], 1.0, max_tokens=0, echo=True, prompt_logprobs=3)])[0]
+    ready = next(e for e in events if isinstance(e, PromptReady))
+    assert ready.text == tiny.tokenizer.decode(list(ids)) and ready.logprobs is not None
+    assert _done(events)[0].finish_reason == "length" and _done(events)[0].completion_tokens == 0
+    assert reg.dial is not None
+    engine.close()
+    with torch.no_grad(), steer(tiny.model, reg.dial.specs([1.0])):
+        lp = torch.log_softmax(tiny.model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+    assert ready.logprobs[0].logprob is None
+    for i in range(1, len(ids)):
+        info = ready.logprobs[i]
+        assert info.token_id == ids[i]
+        assert info.logprob == pytest.approx(float(lp[i - 1, ids[i]]), abs=1e-5)
+        assert [t.token_id for t in info.top] == lp[i - 1].topk(3).indices.tolist()
+        assert ready.text[info.offset:].lstrip().startswith(info.token)
+
+
+def test_cancelled_rows_are_freed_and_queue_is_bounded(tiny: LoadedModel) -> None:
+    reg = _registry(tiny)
+    engine = Engine(tiny, reg, max_batch=1, max_queue=1)
+    got: list[list[Event]] = [[], [], []]
+    long = _req(tiny, reg, PROMPTS[1], 0.0, max_tokens=200, logprobs=None)
+    h0 = engine.submit([long], [got[0].append])[0]  # fits in the free row: not queued
+    assert engine.queue_depth == 0
+    h1 = engine.submit([long], [got[1].append])[0]  # waits for a row: the one queued request allowed
+    assert engine.queue_depth == 1
+    with pytest.raises(QueueFullError, match="queue is full"):
+        engine.submit([long], [got[2].append])
+    engine.step()
+    assert (engine.running_rows, engine.queue_depth) == (1, 1)
+    with pytest.raises(QueueFullError):
+        engine.submit([long], [got[2].append])
+    h0.cancel()
+    seen = len(got[0])
+    engine.step()
+    assert (engine.running_rows, engine.queue_depth) == (1, 0)  # the cancelled row made room for the waiting one
+    assert len(got[0]) == seen and got[1]
+    h1.cancel()
+    engine.step()
+    assert engine.running_rows == 0 and not got[2]
+    with pytest.raises(ValueError, match="context length"):
+        engine.submit([_req(tiny, reg, PROMPTS[1], max_tokens=300)], [got[2].append])
+
+
+def test_a_failing_step_fails_its_requests_and_the_engine_keeps_serving(tiny: LoadedModel,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    reg = _registry(tiny)
+    engine = Engine(tiny, reg)
+    real_forward = tiny.model.forward
+    calls = {"n": 0}
+
+    def flaky(*args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("boom")
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(tiny.model, "forward", flaky)
+    events = _run(engine, [_req(tiny, reg, PROMPTS[0], 1.0, max_tokens=10)])[0]
+    assert isinstance(events[-1], Failed) and "boom" in events[-1].message
+    monkeypatch.setattr(tiny.model, "forward", real_forward)
+    assert _solo(engine, _req(tiny, reg, PROMPTS[0], 1.0, max_tokens=4))[0].completion_tokens == 4
+
+
+def test_engine_hooks_are_removed_on_close(tiny: LoadedModel) -> None:
+    reg = _registry(tiny)
+    engine = Engine(tiny, reg)
+    _run(engine, [_req(tiny, reg, PROMPTS[0], 1.0, max_tokens=3, raw=[("raw", [0], 0.2)])])
+    assert active_hooks(tiny.model) > 0
+    engine.stop()
+    assert active_hooks(tiny.model) == 0
+
+
+def test_row_steering_specs_reuse_keys(tiny: LoadedModel) -> None:
+    reg = _registry(tiny)
+    rows = [RowSteering(0.0), reg.resolve(1.0, [("raw", [0], 0.5)]), reg.resolve(-1.0, [])]
+    keys, specs = reg.specs(rows)
+    assert keys == (("warm", (1,)), ("cold", (1,)), ("raw", (0,)))
+    assert [list(map(float, s.coefs)) for s in specs] == [[0.0, 2.0, 0.0], [0.0, 0.0, 2.0], [0.0, 0.5, 0.0]]
+    assert reg.specs(rows[:1] + rows[2:])[0] == (("warm", (1,)), ("cold", (1,)))
+    assert isinstance(specs[0], SteerSpec)
