@@ -1,11 +1,11 @@
 # The two README commands. Both create or reuse .venv, install pinned dependencies and prepare the default model.
-.PHONY: run test setup lint
+.PHONY: run demo test setup lint
 
 setup:
 	./scripts/setup
 
 run: setup
-	.venv/bin/steerwarm demo
+	.venv/bin/steerwarm serve
 
 test: setup
 	.venv/bin/python -m pytest -q
@@ -13,3 +13,6 @@ test: setup
 lint: setup
 	.venv/bin/ruff check src tests
 	.venv/bin/mypy
+
+demo: setup
+	.venv/bin/steerwarm demo
