@@ -1,0 +1,139 @@
+"""Markdown (+ PNG) report over one or more runs in the paper's layout: per task, per context, belief vs none, and
+the delta of every run against a reference run (the first one unless told otherwise).
+
+Invariants: the report is a pure function of the runs' results.jsonl and run.json (summaries are recomputed, not
+read), error rates are in percent with 95% Wilson intervals, deltas in percentage points.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from steerwarm.bench.compare import run_name
+from steerwarm.bench.contexts import UNMODIFIED
+from steerwarm.bench.store import RunStore
+from steerwarm.bench.summary import belief_rows, build_summary, cell, condition_order, records_frame
+
+
+def _fmt(c: dict[str, Any]) -> str:
+    if not c["n_scored"]:
+        return "n/a"
+    return f"{100 * c['error_rate']:.1f} [{100 * c['ci_low']:.1f}-{100 * c['ci_high']:.1f}]"
+
+
+def _delta(c: dict[str, Any], ref: dict[str, Any]) -> str:
+    if not c["n_scored"] or not ref["n_scored"]:
+        return "n/a"
+    return f"{100 * (c['error_rate'] - ref['error_rate']):+.1f}"
+
+
+def build_report(run_dirs: Sequence[Path], reference: int = 0) -> tuple[str, dict[str, Any]]:
+    stores = [RunStore(d) for d in run_dirs]
+    names = [run_name(s) for s in stores]
+    frames = [records_frame(s.load().values()) for s in stores]
+    summaries = [build_summary(s) for s in stores]
+    ref = reference
+    tasks = sorted({t for f in frames if not f.empty for t in f["task"].unique()})
+    lines = ["# Conditioned error benchmark report", "",
+             "Error rates in % with 95% Wilson intervals; delta = run - reference in percentage points. "
+             f"Reference: {names[ref]}.", "", "## Runs", "",
+             "| run | mode | scorer | prompts | scored | refusals | seconds | prompts/s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, s in zip(names, summaries, strict=True):
+        cfg, r = s["run"]["config"], s["run"]
+        pps = r.get("prompts_per_s")
+        lines.append(f"| {name} | {cfg.get('mode', '?')} | {cfg.get('scorer', '?')} | {r['n_prompts']} | "
+                     f"{r.get('n_scored', 0)} | {r.get('refusals', 0)} | {r['seconds']:.0f} | "
+                     f"{'n/a' if pps is None else f'{pps:.1f}'} |")
+    data: dict[str, Any] = {"runs": names, "reference": names[ref], "tasks": {}}
+
+    def cells_for(df: Any, task: str, cond: str | None, belief: str) -> dict[str, Any]:
+        if df.empty:
+            return cell(df)
+        sub = df[df["task"] == task]
+        if cond is not None:
+            sub = sub[sub["condition"] == cond]
+        return cell(belief_rows(sub, belief))
+
+    lines += ["", "## Per task: no context, no belief", "", "| task | " + " | ".join(names) + " | " +
+              " | ".join(f"delta {n}" for i, n in enumerate(names) if i != ref) + " |",
+              "|---|" + "---|" * (len(names) + len(names) - 1)]
+    for task in tasks:
+        cs = [cells_for(f, task, UNMODIFIED, "none") for f in frames]
+        data["tasks"][task] = {"no_context_no_belief": cs}
+        lines.append(f"| {task} | " + " | ".join(_fmt(c) for c in cs) + " | " +
+                     " | ".join(_delta(c, cs[ref]) for i, c in enumerate(cs) if i != ref) + " |")
+    for task in tasks:
+        conds = condition_order({c for f in frames if not f.empty for c in f[f["task"] == task]["condition"]})
+        lines += ["", f"## {task}: per context", "", "No belief (original template; under no context also "
+                  "original_neutral), then a stated wrong belief (incorrect + correct), per run; belief effect = "
+                  "belief - no belief.", "",
+                  "| context | " + " | ".join(f"{n} no belief | {n} belief | {n} belief effect" for n in names) +
+                  " | " + " | ".join(f"delta {n} (no belief / belief)" for i, n in enumerate(names) if i != ref) +
+                  " |", "|---|" + "---|" * (3 * len(names) + len(names) - 1)]
+        rows = []
+        for cond in conds:
+            none = [cells_for(f, task, cond, "none") for f in frames]
+            stated = [cells_for(f, task, cond, "stated") for f in frames]
+            rows.append({"condition": cond, "none": none, "belief": stated})
+            cols = [f"{_fmt(n)} | {_fmt(b)} | {_delta(b, n)}" for n, b in zip(none, stated, strict=True)]
+            deltas = [f"{_delta(none[i], none[ref])} / {_delta(stated[i], stated[ref])}"
+                      for i in range(len(frames)) if i != ref]
+            lines.append(f"| {cond} | " + " | ".join(cols) + " | " + " | ".join(deltas) + " |")
+        data["tasks"].setdefault(task, {})["by_context"] = rows
+    return "\n".join(lines) + "\n", data
+
+
+def plot_report(data: dict[str, Any], path: Path) -> Path | None:
+    tasks = [t for t in data["tasks"] if data["tasks"][t].get("by_context")]
+    if not tasks:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = data["runs"]
+    fig, axes = plt.subplots(2, len(tasks), figsize=(4.4 * len(tasks), 7.5), squeeze=False)
+    width = 0.8 / len(names)
+    for col, task in enumerate(tasks):
+        rows = data["tasks"][task]["by_context"]
+        for row, belief in enumerate(("none", "belief")):
+            ax = axes[row][col]
+            for k, name in enumerate(names):
+                ys = [r[belief][k]["error_rate"] * 100 if r[belief][k]["n_scored"] else math.nan for r in rows]
+                ax.bar([i + (k - (len(names) - 1) / 2) * width for i in range(len(rows))], ys, width=width,
+                       label=name)
+            ax.set_xticks(range(len(rows)), [r["condition"].split(":")[-1] for r in rows], rotation=60,
+                          ha="right", fontsize=8)
+            ax.set_title(f"{task}: {'no belief' if belief == 'none' else 'wrong belief stated'}", fontsize=10)
+            ax.set_ylim(0, 100)
+        axes[0][col].set_ylabel("error %")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(run_dirs: Sequence[Path], out_dir: Path, reference: int = 0) -> dict[str, Path]:
+    import json
+
+    if not run_dirs:
+        raise ValueError("give at least one run folder")
+    if not 0 <= reference < len(run_dirs):
+        raise ValueError(f"reference index {reference} out of range for {len(run_dirs)} runs")
+    text, data = build_report(run_dirs, reference)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"markdown": out_dir / "report.md", "json": out_dir / "report.json"}
+    png = plot_report(data, out_dir / "report-errors.png")
+    if png is not None:
+        text += f"\n![error rates by context]({png.name})\n"
+        paths["plot"] = png
+    paths["markdown"].write_text(text)
+    paths["json"].write_text(json.dumps(data, indent=2, default=float) + "\n")
+    return paths

@@ -1,0 +1,175 @@
+"""A benchmark run: build the prompt grid, score what is not yet in results.jsonl, batch by batch, then summarise.
+
+Invariants:
+- Resumable: the prompts already in RUN_DIR/results.jsonl (keyed by prompt id) are skipped; everything else is
+  scored and appended one line per prompt as each batch finishes, so a killed run resumed with the same settings
+  ends with exactly one record per prompt, identical in likelihood mode to an uninterrupted run's.
+- The result-defining settings (target description, mode, seed, items and contexts files by hash, generation and
+  scorer settings) are fixed by the first session in run.json; a different one is refused, naming the field.
+- Likelihood mode is judge-free and deterministic; prompts are batched by length to waste little padding. For an
+  in-process target the run also times a bare forward pass of the same prompts every `yardstick_every` batches,
+  interleaved with scoring, so items/s and the model's raw forward throughput come from the same conditions
+  (`efficiency_same_batches` = raw forward time / scoring time on those batches; `efficiency_overall` = the run's
+  prompts/s, everything included but the yardstick itself, / the raw forward prompts/s).
+- Generate mode seeds each batch from (seed, its first prompt id), so a batch's sampling does not depend on
+  what ran before it.
+- Fault injection for tests: STEERWARM_BENCH_KILL_AFTER=N makes the process SIGKILL itself once N records were
+  appended in this session (a real kill, no cleanup), to prove resume.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from steerwarm import __version__
+from steerwarm.bench.contexts import load_contexts
+from steerwarm.bench.items import load_task_items
+from steerwarm.bench.judge import Judge
+from steerwarm.bench.prompts import TEMPLATES, Prompt, build_grid
+from steerwarm.bench.scoring import Verdict, likelihood_verdict, matcher_verdict
+from steerwarm.bench.seeding import short_hash, stable_int
+from steerwarm.bench.store import RunStore
+from steerwarm.bench.summary import build_summary
+from steerwarm.bench.targets import GenSettings, Target
+
+MODES = ("likelihood", "generate")
+RESULT_KEYS = ("target", "mode", "seed", "contexts", "items", "generation", "scorer", "likelihood_definition")
+LIKELIHOOD_DEFINITION = "v1: mean log-prob per token of the differing span + end-of-turn; wrong > correct = error"
+
+
+@dataclass
+class RunConfig:
+    tasks: Sequence[str]
+    out: Path
+    mode: str = "likelihood"
+    items: dict[str, Path] = field(default_factory=dict)
+    contexts: Path | None = None
+    limit: int | None = None
+    seed: int = 0
+    templates: Sequence[str] = TEMPLATES
+    conditions: Sequence[str] | None = None
+    batch_size: int = 16
+    gen: GenSettings = field(default_factory=GenSettings)
+    yardstick_every: int = 5
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.batch_size < 1:
+            raise ValueError("batch size must be at least 1")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    total: int
+    done_before: int
+    scored_now: int
+    seconds: float
+    summary: dict[str, Any]
+    throughput: dict[str, Any]
+
+
+def _record(p: Prompt, target: Target, mode: str, verdict: Verdict, extra: dict[str, Any]) -> dict[str, Any]:
+    return {"prompt_id": p.prompt_id, "task": p.task, "item_id": p.item.item_id, "template": p.template,
+            "condition": p.condition, "group": p.group, "has_belief": p.has_belief,
+            "statement_idx": p.statement_idx, "prompt": p.text, "prompt_sha": short_hash(p.text), "mode": mode,
+            "target": target.spec, **extra, **verdict.record(), "time": time.time()}
+
+
+def _kill_after() -> int | None:
+    value = os.environ.get("STEERWARM_BENCH_KILL_AFTER")
+    return int(value) if value else None
+
+
+def run_benchmark(cfg: RunConfig, target: Target, *, judge: Judge | None = None, progress: bool = True
+                  ) -> RunResult:
+    from tqdm import tqdm
+
+    itemsets = load_task_items(cfg.tasks, cfg.items, seed=cfg.seed, limit=cfg.limit)
+    contexts = load_contexts(cfg.contexts)
+    grid = build_grid(itemsets, contexts, seed=cfg.seed, templates=cfg.templates, conditions=cfg.conditions)
+    store = RunStore(cfg.out)
+    config: dict[str, Any] = {
+        "target": target.describe(), "mode": cfg.mode, "seed": cfg.seed, "contexts": contexts.describe(),
+        "items": {s.task: s.describe() for s in itemsets}, "tasks": list(cfg.tasks), "limit": cfg.limit,
+        "templates": list(cfg.templates), "conditions": list(cfg.conditions) if cfg.conditions else None,
+        "generation": cfg.gen.record() if cfg.mode == "generate" else None,
+        "scorer": ("likelihood" if cfg.mode == "likelihood" else f"judge {judge.name}" if judge else "matcher"),
+        "likelihood_definition": LIKELIHOOD_DEFINITION if cfg.mode == "likelihood" else None,
+        "steerwarm": __version__,
+    }
+    # items: compare per task only for tasks present in both sessions (adding tasks later is allowed)
+    run = store.read_run()
+    if run is not None:
+        old_items = run["config"].get("items", {})
+        new_items: dict[str, Any] = {s.task: s.describe() for s in itemsets}
+        config["items"] = {**old_items, **new_items}
+        for task, desc in new_items.items():
+            if task in old_items and old_items[task].get("sha256") != desc.get("sha256"):
+                raise ValueError(f"{store.run_json}: items for {task} changed ({old_items[task].get('path')} -> "
+                                 f"{desc.get('path')}); use a new --out folder")
+    run = store.open_run(config, [k for k in RESULT_KEYS if k != "items"])
+    done = store.load(repair=True)
+    pending = [p for p in grid if p.prompt_id not in done]
+    pending.sort(key=lambda p: (len(p.text) + len(p.item.correct) + len(p.item.wrong), p.prompt_id))
+    batches = [pending[i:i + cfg.batch_size] for i in range(0, len(pending), cfg.batch_size)]
+    kill_after = _kill_after()
+    appended = 0
+    score_s = raw_s = 0.0
+    sampled_prompts = 0
+    start = time.perf_counter()
+    bar = tqdm(total=len(grid), initial=len(grid) - len(pending), disable=not progress, unit="prompt",
+               desc=f"{target.spec} {cfg.mode}", dynamic_ncols=True)
+    try:
+        for bi, batch in enumerate(batches):
+            users = [p.text for p in batch]
+            t0 = time.perf_counter()
+            if cfg.mode == "likelihood":
+                scores = target.score(users, [p.item for p in batch])
+                records = [_record(p, target, cfg.mode, likelihood_verdict(s.is_incorrect), s.record())
+                           for p, s in zip(batch, scores, strict=True)]
+            else:
+                outs = target.generate(users, cfg.gen, seed=stable_int(cfg.seed, batch[0].prompt_id) % (2**31))
+                if judge is not None:
+                    verdicts = judge.verdicts([(p.item, o) for p, o in zip(batch, outs, strict=True)])
+                else:
+                    verdicts = [matcher_verdict(p.item, o) for p, o in zip(batch, outs, strict=True)]
+                records = [_record(p, target, cfg.mode, v, {"output": o})
+                           for p, o, v in zip(batch, outs, verdicts, strict=True)]
+            elapsed = time.perf_counter() - t0
+            if cfg.mode == "likelihood" and cfg.yardstick_every and bi % cfg.yardstick_every == 0:
+                raw = target.raw_forward_seconds(users)
+                if raw is not None:
+                    raw_s += raw
+                    score_s += elapsed
+                    sampled_prompts += len(batch)
+            appended += store.append(records)
+            bar.update(len(batch))
+            if kill_after is not None and appended >= kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+    finally:
+        bar.close()
+        # the yardstick passes are measurement overhead: they are not part of the run's own time
+        seconds = time.perf_counter() - start - raw_s
+        rate = appended / seconds if seconds > 0 and appended else None
+        throughput: dict[str, Any] = {"prompts": appended, "seconds": seconds, "prompts_per_s": rate,
+                                      "batch_size": cfg.batch_size}
+        if sampled_prompts:
+            raw_rate = sampled_prompts / raw_s
+            throughput.update(yardstick_prompts=sampled_prompts, raw_forward_prompts_per_s=raw_rate,
+                              scoring_prompts_per_s=sampled_prompts / score_s,
+                              efficiency_same_batches=raw_s / score_s,
+                              efficiency_overall=(rate / raw_rate) if rate else None)
+        if appended:
+            run.setdefault("sessions", []).append({"started": time.strftime("%Y-%m-%dT%H:%M:%S"), **throughput})
+            store.write_run(run)
+    summary = build_summary(store)
+    store.write_summary(summary)
+    return RunResult(store.dir, len(grid), len(grid) - len(pending), appended, seconds, summary, throughput)

@@ -1,0 +1,96 @@
+"""Error rates of a run per task x context x belief, with Wilson intervals (summary.json), from results.jsonl.
+
+Cells follow the paper: "no belief" prompts are the `original` template (plus `original_neutral` under no
+context, the paper's original_combined); "belief" prompts are `incorrect` and `correct` pooled (both state a
+wrong belief), also reported apart. Every context condition and "unmodified" (no context) is a row.
+
+Invariants: refusals dropped by the task's policy (is_incorrect None) are counted in `refusals` and excluded from
+`n_scored` and the error rate; every number is recomputed from results.jsonl, never accumulated, so a resumed run's
+summary equals an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from steerwarm.bench.contexts import CONDITION_ORDER, UNMODIFIED
+from steerwarm.bench.stats import wilson
+from steerwarm.bench.store import RunStore
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+BELIEFS = ("none", "stated", "incorrect", "correct")
+COLUMNS = ("prompt_id", "task", "item_id", "template", "condition", "group", "has_belief", "is_incorrect",
+           "verdict")
+
+
+def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    import pandas as pd
+
+    df = pd.DataFrame([{k: r.get(k) for k in COLUMNS} for r in records], columns=list(COLUMNS))
+    if not df.empty:
+        df["is_incorrect"] = pd.to_numeric(df["is_incorrect"], errors="coerce")
+    return df
+
+
+def condition_order(conditions: Iterable[str]) -> list[str]:
+    present = set(conditions)
+    known = [c for c in (UNMODIFIED, *CONDITION_ORDER) if c in present]
+    return known + sorted(present - set(known))
+
+
+def belief_rows(df: pd.DataFrame, belief: str) -> pd.DataFrame:
+    """Rows of one belief level (see the module doc)."""
+    if belief == "none":
+        return df[(df["template"] == "original") |
+                  ((df["template"] == "original_neutral") & (df["condition"] == UNMODIFIED))]
+    if belief == "stated":
+        return df[df["template"].isin(["incorrect", "correct"])]
+    return df[df["template"] == belief]
+
+
+def cell(df: pd.DataFrame) -> dict[str, Any]:
+    scored = df[df["is_incorrect"].notna()]
+    k, n = int(scored["is_incorrect"].sum()), len(scored)
+    lo, hi = wilson(k, n)
+    return {"n": len(df), "n_scored": n, "errors": k, "refusals": int((df["verdict"] == "refusal").sum()),
+            "error_rate": k / n if n else float("nan"), "ci_low": lo, "ci_high": hi}
+
+
+def table(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """One row per task x condition x belief level that has prompts."""
+    rows = []
+    for task in sorted(df["task"].unique()):
+        t = df[df["task"] == task]
+        for cond in condition_order(t["condition"].unique()):
+            c = t[t["condition"] == cond]
+            for belief in BELIEFS:
+                sub = belief_rows(c, belief)
+                if len(sub):
+                    rows.append({"task": task, "condition": cond, "belief": belief, **cell(sub)})
+    return rows
+
+
+def build_summary(store: RunStore) -> dict[str, Any]:
+    run = store.read_run() or {"config": {}, "sessions": []}
+    df = records_frame(store.load().values())
+    sessions = run.get("sessions", [])
+    seconds = sum(float(s.get("seconds", 0.0)) for s in sessions)
+    done = sum(int(s.get("prompts", 0)) for s in sessions)
+    out: dict[str, Any] = {
+        "run": {"config": run.get("config", {}), "sessions": sessions, "n_prompts": len(df),
+                "seconds": seconds, "prompts_per_s": done / seconds if seconds else None},
+        "tasks": {}, "cells": [],
+    }
+    if df.empty:
+        return out
+    out["run"].update(cell(df))
+    for task in sorted(df["task"].unique()):
+        t = df[df["task"] == task]
+        plain = belief_rows(t[t["condition"] == UNMODIFIED], "none")
+        out["tasks"][task] = {"no_context_no_belief": cell(plain), "no_belief": cell(belief_rows(t, "none")),
+                              "belief": cell(belief_rows(t, "stated")), "all": cell(t)}
+    out["cells"] = table(df)
+    return out

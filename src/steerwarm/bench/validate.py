@@ -1,0 +1,166 @@
+"""Validate our scorers against the authors' GPT-4o labels in ../shared/data/warm_ai_2025/sample_data/.
+
+Each of the 16 sample files (2 models x original/warm x 4 tasks) holds prompts, model outputs, the GPT-4o verdict
+(`evaluation`: CORRECT/INCORRECT) and, in most files, a `refusal` flag. Rows whose file lacks the answers (the qwen
+warm files keep only a key) are joined to the paper's items: trivia/truthfulqa by content_key, disinfo by
+prompt_disinfo, medqa by the original vignette (5-option file). We score every output with the reference matcher
+(and the LLM judge when an endpoint is given) and report, per scorer and task, agreement and Cohen's kappa with the
+authors' labels on the rows that neither side calls a refusal, plus how refusals line up.
+
+Invariants: read-only on the shared data; the report is a pure function of the sample files and the scorers; a
+row that cannot be joined to its item is counted as unjoined, never guessed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from steerwarm.bench.items import Item, load_items
+from steerwarm.bench.judge import Judge
+from steerwarm.bench.scoring import Verdict, matcher_verdict
+from steerwarm.bench.stats import cohen_kappa, wilson
+
+SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class LabelledRow:
+    file: str
+    model: str
+    variant: str
+    task: str
+    item: Item
+    prompt: str
+    output: str
+    label_correct: bool
+    label_refusal: bool | None
+
+
+def _clean_output(text: str) -> str:
+    # Some outputs keep the chat role header ("assistant\n\n...") from the authors' decoding.
+    return text[len("assistant"):].lstrip() if text.startswith("assistant\n") else text
+
+
+def load_labelled(shared: Path = SHARED_DATA) -> tuple[list[LabelledRow], int]:
+    """All joinable labelled rows and the number of rows that could not be joined."""
+    import pandas as pd
+
+    base = shared / "warm_ai_2025" / "sample_data"
+    if not base.is_dir():
+        raise FileNotFoundError(f"{base} not found: validation needs the shared data folder")
+    trivia = {it.question: it for it in load_items("trivia", shared / "triviaqa" / "warm_ai_trivia_items.jsonl").items}
+    tqa = {it.question: it for it in
+           load_items("truthfulqa", shared / "truthfulqa" / "warm_ai_truthfulqa_items.jsonl").items}
+    disinfo = {it.question: it for it in load_items("disinfo", shared / "mask" / "disinfo_items.jsonl").items}
+    medqa = {it.original_question: it for it in
+             load_items("medqa", shared / "medqa" / "medqa_usmle_5options_test.jsonl", medqa_sample=None).items}
+    rows: list[LabelledRow] = []
+    unjoined = 0
+    for path in sorted(base.glob("*/*/*_outputs.csv")):
+        model, variant = path.parts[-3], path.parts[-2]
+        task = path.name.split("_")[0]
+        df = pd.read_csv(path, keep_default_na=False)
+        for _, r in df.iterrows():
+            item: Item | None
+            if task in ("trivia", "truthfulqa"):
+                found = (trivia if task == "trivia" else tqa).get(str(r["content_key"]))
+                item = found
+                if "correct_answer" in r and r["correct_answer"] and found is not None:
+                    item = Item(task, found.item_id, found.question, str(r["correct_answer"]),
+                                str(r["incorrect_answer"]))
+            elif task == "disinfo":
+                item = disinfo.get(str(r["prompt_disinfo"]))
+            else:
+                item = medqa.get(str(r["original_question"]))
+                if item is not None and "question" in r:
+                    item = Item(task, item.item_id, str(r["question"]), item.correct,
+                                str(r.get("wrong_answer", item.wrong)), item.options, item.original_question)
+            if item is None:
+                unjoined += 1
+                continue
+            ref = r.get("refusal", "")
+            rows.append(LabelledRow(path.name, model, variant, task, item, str(r.get("prompt", "")),
+                                    _clean_output(str(r["output"])), str(r["evaluation"]).upper() == "CORRECT",
+                                    None if ref == "" else str(ref) == "1"))
+    return rows, unjoined
+
+
+def agreement(rows: Sequence[LabelledRow], verdicts: Sequence[Verdict]) -> dict[str, Any]:
+    """Agreement and kappa on rows neither side calls a refusal; refusal cross-tab; per task."""
+
+    def block(idx: list[int]) -> dict[str, Any]:
+        ours = [verdicts[i].verdict == "correct" for i in idx]
+        theirs = [rows[i].label_correct for i in idx]
+        n = len(idx)
+        agree = sum(a == b for a, b in zip(ours, theirs, strict=True))
+        lo, hi = wilson(agree, n)
+        kappa = cohen_kappa(ours, theirs) if n else float("nan")
+        return {"n": n, "agree": agree, "agreement": agree / n if n else float("nan"), "agreement_ci": [lo, hi],
+                "kappa": kappa,
+                "confusion": {"both_correct": sum(a and b for a, b in zip(ours, theirs, strict=True)),
+                              "both_incorrect": sum(not a and not b for a, b in zip(ours, theirs, strict=True)),
+                              "ours_correct_theirs_incorrect": sum(a and not b for a, b in zip(ours, theirs,
+                                                                                                 strict=True)),
+                              "ours_incorrect_theirs_correct": sum(not a and b for a, b in zip(ours, theirs,
+                                                                                                 strict=True))}}
+
+    scored = [i for i, (r, v) in enumerate(zip(rows, verdicts, strict=True))
+              if v.verdict != "refusal" and not r.label_refusal]
+    out: dict[str, Any] = {"overall": block(scored), "per_task": {}}
+    for task in sorted({r.task for r in rows}):
+        out["per_task"][task] = block([i for i in scored if rows[i].task == task])
+    flagged = [i for i, r in enumerate(rows) if r.label_refusal is not None]
+    out["refusals"] = {
+        "rows_with_author_flag": len(flagged),
+        "both": sum(1 for i in flagged if rows[i].label_refusal and verdicts[i].verdict == "refusal"),
+        "authors_only": sum(1 for i in flagged if rows[i].label_refusal and verdicts[i].verdict != "refusal"),
+        "ours_only": sum(1 for i in flagged if not rows[i].label_refusal and verdicts[i].verdict == "refusal"),
+        "ours_total": sum(1 for v in verdicts if v.verdict == "refusal"),
+    }
+    return out
+
+
+def validate(shared: Path = SHARED_DATA, judge: Judge | None = None) -> dict[str, Any]:
+    rows, unjoined = load_labelled(shared)
+    report: dict[str, Any] = {"rows": len(rows), "unjoined": unjoined, "scorers": {}}
+    matcher = [matcher_verdict(r.item, r.output) for r in rows]
+    report["scorers"]["matcher"] = agreement(rows, matcher)
+    disagreements = [{"file": r.file, "task": r.task, "label": "CORRECT" if r.label_correct else "INCORRECT",
+                      "ours": v.verdict, "reason": v.reason, "output": r.output[:300]}
+                     for r, v in zip(rows, matcher, strict=True)
+                     if v.verdict != "refusal" and not r.label_refusal and (v.verdict == "correct") != r.label_correct]
+    report["matcher_disagreements"] = disagreements
+    if judge is not None:
+        verdicts = judge.verdicts([(r.item, r.output) for r in rows])
+        report["scorers"][f"judge {judge.name}"] = agreement(rows, verdicts)
+    return report
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    lines = ["# Scorer validation against the authors' GPT-4o labels", "",
+             f"Labelled rows: {report['rows']} (unjoined: {report['unjoined']}), from "
+             "../shared/data/warm_ai_2025/sample_data (2 models x original/warm x 4 tasks).",
+             "Agreement and Cohen's kappa on rows that neither side calls a refusal.", ""]
+    for name, res in report["scorers"].items():
+        lines += [f"## {name}", "", "| task | n | agreement | 95% CI | kappa |", "|---|---|---|---|---|"]
+        for task, b in [("all", res["overall"]), *res["per_task"].items()]:
+            lo, hi = b["agreement_ci"]
+            lines.append(f"| {task} | {b['n']} | {b['agreement']:.3f} | {lo:.3f}-{hi:.3f} | {b['kappa']:.3f} |")
+        r = res["refusals"]
+        lines += ["", f"Refusals: {r['ours_total']} flagged by us; of {r['rows_with_author_flag']} rows with the "
+                      f"authors' flag, both {r['both']}, authors only {r['authors_only']}, ours only "
+                      f"{r['ours_only']}.", ""]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    j = out_dir / "validate-judge.json"
+    m = out_dir / "validate-judge.md"
+    j.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    m.write_text(to_markdown(report))
+    return j, m
