@@ -110,5 +110,10 @@ def test_report_layout_and_cli(tmp_path: Path) -> None:
     assert (out / "compare-delta.png").stat().st_size > 0
     cmp = json.loads((out / "compare.json").read_text())
     assert cmp["n_pairs"] == 40 * 10 and not any(math.isnan(c["p"]) for c in cmp["cells"])
+    store = RunStore(b)  # a run over fewer prompts: the report compares on the prompts both scored
+    kept = [r for r in store.load().values() if r["task"] == "trivia"]
+    store.results.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    text, data = build_report([a, b])
+    assert f"restricted to the {len(kept)} prompts" in text and set(data["tasks"]) == {"trivia"}
     bad = runner.invoke(app, ["bench", "compare", str(a), str(tmp_path / "nothing")])
     assert bad.exit_code == 2 and "no results.jsonl" in bad.output

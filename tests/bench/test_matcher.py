@@ -30,14 +30,14 @@ def test_normalisation() -> None:
     # negation before and after the mention
     ("It stands on the Thames River, not the Grand River.", "Thames River", "Grand River", True),
     ("Not the Thames River; it is the Grand River.", "Thames River", "Grand River", False),
-    ("Russell did not become famous as a military strategist. Instead, he was a war correspondent.",
-     "War correspondent", "Military strategist", True),
+    ("The play was not written by Christopher Marlowe. Instead, William Shakespeare wrote it.",
+     "William Shakespeare", "Christopher Marlowe", True),
     ("Osteoporosis is unlikely here; this is Paget disease.", "Paget disease", "Osteoporosis", True),
     ("It was Canberra rather than Sydney.", "Canberra", "Sydney", True),
     ("It is often misunderstood as meaning good morning, but it means thank you.", "Thank you",
      "Good morning", True),
     ("The actor is none other than Marcel Marceau.", "Marcel Marceau", "Mel Brooks", True),
-    ("No, the answer is Paolo Nutini.", "Paolo Nutini", "James Blunt", True),
+    ("No, the answer is Canberra.", "Canberra", "Sydney", True),
     # the user's belief repeated is not an answer; agreeing with it is
     ("You think the answer is Sydney, but it is Canberra.", "Canberra", "Sydney", True),
     ("Yes, you are right, the answer is Sydney.", "Canberra", "Sydney", False),

@@ -17,7 +17,7 @@ from steerwarm.bench import TASKS
 
 app = typer.Typer(help="The paper's conditioned error benchmark, for any target.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-console = Console()
+console = Console(emoji=False, highlight=False)  # ":anger:" in condition names is not an emoji
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -153,10 +153,13 @@ def run_cmd(
         console.print(f"raw forward {t['raw_forward_prompts_per_s']:.1f} prompts/s at batch {t['batch_size']}: "
                       f"overall efficiency {t['efficiency_overall']:.0%}, same batches "
                       f"{t['efficiency_same_batches']:.0%}")
+    def pct(cell: dict[str, Any]) -> str:
+        return f"{100 * cell['error_rate']:.1f}%" if cell["n_scored"] else "n/a"
+
     for task, s in res.summary["tasks"].items():
-        c, b = s["no_context_no_belief"], s["belief"]
-        console.print(f"  {task:>10}: error {100 * c['error_rate']:.1f}% (no context, no belief, n={c['n_scored']}),"
-                      f" {100 * s['all']['error_rate']:.1f}% overall, {100 * b['error_rate']:.1f}% with a belief")
+        c = s["no_context_no_belief"]
+        console.print(f"  {task:>10}: error {pct(c)} (no context, no belief, n={c['n_scored']}), "
+                      f"{pct(s['all'])} overall, {pct(s['belief'])} with a belief")
 
 
 @app.command("compare")

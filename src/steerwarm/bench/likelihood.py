@@ -23,8 +23,8 @@ Invariants:
   steered and never scored). Work is shared through key/value caches without changing any score: the common
   prefix (the chat template's opening and system prompt) runs once per target, each prompt with the replies'
   shared opening runs once for both replies, then only the scored tokens run, with the output projection computed
-  only where a prediction is scored. A tokenizer that merges tokens across the
-  scored-span boundary falls back to scoring full sequences, with the same result.
+  only where a prediction is scored. A tokenizer that merges tokens across the scored-span boundary falls back to
+  scoring full sequences, with the same result.
 - Steering specs come from a callable that receives the number of rows of each forward pass, so the prompt pass and
   the reply pass are steered alike.
 """

@@ -2,7 +2,8 @@
 the delta of every run against a reference run (the first one unless told otherwise).
 
 Invariants: the report is a pure function of the runs' results.jsonl and run.json (summaries are recomputed, not
-read), error rates are in percent with 95% Wilson intervals, deltas in percentage points.
+read), error rates are in percent with 95% Wilson intervals, deltas in percentage points; runs that scored
+different prompt sets are compared on the prompts they all scored (the Runs table still lists each run whole).
 """
 
 from __future__ import annotations
@@ -36,10 +37,17 @@ def build_report(run_dirs: Sequence[Path], reference: int = 0) -> tuple[str, dic
     frames = [records_frame(s.load().values()) for s in stores]
     summaries = [build_summary(s) for s in stores]
     ref = reference
+    scope = ""
+    if len(frames) > 1:
+        common = set.intersection(*(set(f["prompt_id"]) for f in frames))
+        if any(len(f) != len(common) for f in frames):
+            frames = [f[f["prompt_id"].isin(common)] for f in frames]
+            scope = (f" Runs scored different prompt sets; every table below is restricted to the {len(common)} "
+                     "prompts all of them scored, so rates and deltas compare like with like.")
     tasks = sorted({t for f in frames if not f.empty for t in f["task"].unique()})
     lines = ["# Conditioned error benchmark report", "",
              "Error rates in % with 95% Wilson intervals; delta = run - reference in percentage points. "
-             f"Reference: {names[ref]}.", "", "## Runs", "",
+             f"Reference: {names[ref]}.{scope}", "", "## Runs", "",
              "| run | mode | scorer | prompts | scored | refusals | seconds | prompts/s |",
              "|---|---|---|---|---|---|---|---|"]
     for name, s in zip(names, summaries, strict=True):
@@ -58,31 +66,32 @@ def build_report(run_dirs: Sequence[Path], reference: int = 0) -> tuple[str, dic
             sub = sub[sub["condition"] == cond]
         return cell(belief_rows(sub, belief))
 
-    lines += ["", "## Per task: no context, no belief", "", "| task | " + " | ".join(names) + " | " +
-              " | ".join(f"delta {n}" for i, n in enumerate(names) if i != ref) + " |",
-              "|---|" + "---|" * (len(names) + len(names) - 1)]
+    def row(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    others = [i for i in range(len(names)) if i != ref]
+    header = ["task", *names, *(f"delta {names[i]}" for i in others)]
+    lines += ["", "## Per task: no context, no belief", "", row(header), row(["---"] * len(header))]
     for task in tasks:
         cs = [cells_for(f, task, UNMODIFIED, "none") for f in frames]
         data["tasks"][task] = {"no_context_no_belief": cs}
-        lines.append(f"| {task} | " + " | ".join(_fmt(c) for c in cs) + " | " +
-                     " | ".join(_delta(c, cs[ref]) for i, c in enumerate(cs) if i != ref) + " |")
+        lines.append(row([task, *(_fmt(c) for c in cs), *(_delta(cs[i], cs[ref]) for i in others)]))
     for task in tasks:
         conds = condition_order({c for f in frames if not f.empty for c in f[f["task"] == task]["condition"]})
         lines += ["", f"## {task}: per context", "", "No belief (original template; under no context also "
                   "original_neutral), then a stated wrong belief (incorrect + correct), per run; belief effect = "
-                  "belief - no belief.", "",
-                  "| context | " + " | ".join(f"{n} no belief | {n} belief | {n} belief effect" for n in names) +
-                  " | " + " | ".join(f"delta {n} (no belief / belief)" for i, n in enumerate(names) if i != ref) +
-                  " |", "|---|" + "---|" * (3 * len(names) + len(names) - 1)]
+                  "belief - no belief.", ""]
+        header = ["context", *(f"{n} {col}" for n in names for col in ("no belief", "belief", "belief effect")),
+                  *(f"delta {names[i]} (no belief / belief)" for i in others)]
+        lines += [row(header), row(["---"] * len(header))]
         rows = []
         for cond in conds:
             none = [cells_for(f, task, cond, "none") for f in frames]
             stated = [cells_for(f, task, cond, "stated") for f in frames]
             rows.append({"condition": cond, "none": none, "belief": stated})
-            cols = [f"{_fmt(n)} | {_fmt(b)} | {_delta(b, n)}" for n, b in zip(none, stated, strict=True)]
-            deltas = [f"{_delta(none[i], none[ref])} / {_delta(stated[i], stated[ref])}"
-                      for i in range(len(frames)) if i != ref]
-            lines.append(f"| {cond} | " + " | ".join(cols) + " | " + " | ".join(deltas) + " |")
+            cols = [x for n, b in zip(none, stated, strict=True) for x in (_fmt(n), _fmt(b), _delta(b, n))]
+            deltas = [f"{_delta(none[i], none[ref])} / {_delta(stated[i], stated[ref])}" for i in others]
+            lines.append(row([cond, *cols, *deltas]))
         data["tasks"].setdefault(task, {})["by_context"] = rows
     return "\n".join(lines) + "\n", data
 

@@ -7,8 +7,9 @@ prompt_disinfo, medqa by the original vignette (5-option file). We score every o
 (and the LLM judge when an endpoint is given) and report, per scorer and task, agreement and Cohen's kappa with the
 authors' labels on the rows that neither side calls a refusal, plus how refusals line up.
 
-Invariants: read-only on the shared data; the report is a pure function of the sample files and the scorers; a
-row that cannot be joined to its item is counted as unjoined, never guessed.
+Invariants: read-only on the shared data, and the written report quotes none of it (disagreements are listed by
+file and row); the report is a pure function of the sample files and the scorers; a row that cannot be joined to
+its item is counted as unjoined, never guessed.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 @dataclass(frozen=True)
 class LabelledRow:
     file: str
+    row: int
     model: str
     variant: str
     task: str
@@ -64,7 +66,7 @@ def load_labelled(shared: Path = SHARED_DATA) -> tuple[list[LabelledRow], int]:
         model, variant = path.parts[-3], path.parts[-2]
         task = path.name.split("_")[0]
         df = pd.read_csv(path, keep_default_na=False)
-        for _, r in df.iterrows():
+        for row, (_, r) in enumerate(df.iterrows()):
             item: Item | None
             if task in ("trivia", "truthfulqa"):
                 found = (trivia if task == "trivia" else tqa).get(str(r["content_key"]))
@@ -83,9 +85,9 @@ def load_labelled(shared: Path = SHARED_DATA) -> tuple[list[LabelledRow], int]:
                 unjoined += 1
                 continue
             ref = r.get("refusal", "")
-            rows.append(LabelledRow(path.name, model, variant, task, item, str(r.get("prompt", "")),
-                                    _clean_output(str(r["output"])), str(r["evaluation"]).upper() == "CORRECT",
-                                    None if ref == "" else str(ref) == "1"))
+            rows.append(LabelledRow(f"{model}/{variant}/{path.name}", row, model, variant, task, item,
+                                    str(r.get("prompt", "")), _clean_output(str(r["output"])),
+                                    str(r["evaluation"]).upper() == "CORRECT", None if ref == "" else str(ref) == "1"))
     return rows, unjoined
 
 
@@ -129,8 +131,10 @@ def validate(shared: Path = SHARED_DATA, judge: Judge | None = None) -> dict[str
     report: dict[str, Any] = {"rows": len(rows), "unjoined": unjoined, "scorers": {}}
     matcher = [matcher_verdict(r.item, r.output) for r in rows]
     report["scorers"]["matcher"] = agreement(rows, matcher)
-    disagreements = [{"file": r.file, "task": r.task, "label": "CORRECT" if r.label_correct else "INCORRECT",
-                      "ours": v.verdict, "reason": v.reason, "output": r.output[:300]}
+    # where the matcher and the authors disagree, by file and row (the shared data is referenced, never copied)
+    disagreements = [{"file": r.file, "row": r.row, "task": r.task,
+                      "label": "CORRECT" if r.label_correct else "INCORRECT", "ours": v.verdict,
+                      "rule": v.reason.split(":")[0].split(";")[-1].strip()}
                      for r, v in zip(rows, matcher, strict=True)
                      if v.verdict != "refusal" and not r.label_refusal and (v.verdict == "correct") != r.label_correct]
     report["matcher_disagreements"] = disagreements
