@@ -124,7 +124,7 @@ def _gguf_path(spec: EmbeddedModel) -> Path:
     return path
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -188,7 +188,7 @@ def prepare(name: str = DEFAULT_MODEL, force: bool = False) -> PrepareResult:
         "name": name,
         "description": spec.description,
         "source": str(gguf),
-        "gguf_sha256": _file_sha256(gguf),
+        "gguf_sha256": file_sha256(gguf),
         "gguf_size": gguf.stat().st_size,
         "fingerprint": fp,
         "prepared": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -326,6 +326,7 @@ def merge_adapter(base_model: str, adapter_dir: Path) -> torch.nn.Module:
     base = load(base_model).model
     peft_model = PeftModel.from_pretrained(base, str(adapter_dir))
     merged: torch.nn.Module = peft_model.merge_and_unload()
+    merged.__dict__.pop("_steerwarm_fingerprint", None)  # computed on the base weights, which the merge changed
     return merged
 
 

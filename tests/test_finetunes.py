@@ -1,0 +1,65 @@
+"""Shipped fine-tunes on the tiny model: ship a LoRA checkpoint, merge it back verified, resolve target names."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from steerwarm.finetunes import ShippedFinetuneError, materialize, resolve_tuned, ship
+from steerwarm.models import load
+from steerwarm.train import TrainConfig, train
+from tests.test_train import _conv, tiny_dir  # noqa: F401  (fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ship_then_materialize_reproduces_the_checkpoint(tiny_dir: Path, tmp_path: Path,  # noqa: F811
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STEERWARM_HOME", str(tmp_path / "home"))
+    cfg = TrainConfig(variant="cold", model=str(tiny_dir), epochs=1.0, checkpoints=(1.0,), batch_size=4,
+                      micro_batch=2, lr=1e-2)
+    run = tmp_path / "run"
+    train(cfg, run, convs=[_conv(i) for i in range(8)])
+    with pytest.raises(ValueError, match="not warm/lora"):
+        ship(run, 1.0, "warm", dest_root=tmp_path / "sft")
+    dest = ship(run, 1.0, "cold", dest_root=tmp_path / "sft")
+    assert sorted(p.name for p in dest.iterdir()) == ["adapter_config.json", "adapter_model.safetensors",
+                                                      "card.json", "card.md", "loss.png"]
+    assert (dest / "adapter_model.safetensors").read_bytes() == \
+        (run / "adapter-epoch-1" / "adapter_model.safetensors").read_bytes()
+    card = json.loads((dest / "card.json").read_text())
+    checkpoint = load(str(run / "epoch-1"))
+    assert card["merged_fingerprint"] == checkpoint.fingerprint
+
+    merged_dir = materialize("cold", root=tmp_path / "sft")
+    assert merged_dir.is_relative_to(tmp_path / "home")
+    merged = load(str(merged_dir))
+    assert merged.fingerprint == checkpoint.fingerprint
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        assert torch.allclose(merged.model(input_ids=ids).logits, checkpoint.model(input_ids=ids).logits, atol=1e-5)
+    stamp = (merged_dir / "config.json").stat().st_mtime_ns
+    assert materialize("cold", root=tmp_path / "sft") == merged_dir  # reused, not rebuilt
+    assert (merged_dir / "config.json").stat().st_mtime_ns == stamp
+
+    card["merged_fingerprint"] = "sw1-000000000000000000000000"
+    (dest / "card.json").write_text(json.dumps(card))
+    (merged_dir / "config.json").unlink()
+    with pytest.raises(ValueError, match="sw1-000000000000000000000000"):
+        materialize("cold", root=tmp_path / "sft")
+
+
+def test_missing_shipped_adapter_names_the_commands(tmp_path: Path) -> None:
+    with pytest.raises(ShippedFinetuneError, match="steerwarm train --variant warm"):
+        materialize("warm", root=tmp_path)
+    with pytest.raises(ValueError, match="warm"):
+        materialize("lukewarm", root=tmp_path)
+
+
+def test_resolve_tuned_passes_model_folders_and_refuses_others(tiny_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    assert resolve_tuned(str(tiny_dir)) == tiny_dir
+    with pytest.raises(FileNotFoundError, match="neither warm, cold nor a model folder"):
+        resolve_tuned(str(tmp_path / "nowhere"))
