@@ -26,6 +26,7 @@ app.add_typer(vector_app, name="vector")
 app.add_typer(warmth_app, name="warmth")
 from steerwarm.corpus.cli import app as corpus_app; app.add_typer(corpus_app, name="corpus")  # noqa: E402, E702, I001
 from steerwarm.bench.cli import app as bench_app; app.add_typer(bench_app, name="bench")  # noqa: E402, E702, I001
+from steerwarm.directions_cli import register as _register_directions; _register_directions(app, extract_app)  # noqa: E402, E702, I001
 from steerwarm.finetunes_cli import app as finetune_app; app.add_typer(finetune_app, name="finetune")  # noqa: E402, E702, I001
 console = Console()
 
@@ -170,6 +171,9 @@ def generate(
     prompt: Annotated[str, typer.Argument(help="User message.")],
     vector: Annotated[Path | None, typer.Option(help="Steering vector file.")] = None,
     coef: Annotated[list[float] | None, typer.Option(help="Raw coefficient(s) (x typical norm); repeat.")] = None,
+    warmth: Annotated[list[float] | None, typer.Option(help="Calibrated warmth dial value(s); repeat.")] = None,
+    vectors: Annotated[Path, typer.Option(help="Folder with warm/cold.safetensors for --warmth.")] = REPO_ROOT
+    / "vectors",
     layers: Annotated[str | None, typer.Option(help="Layers to steer (default: the vector's own).")] = None,
     model: ModelOpt = "smollm2-135m",
     dtype: DtypeOpt = "float32",
@@ -179,11 +183,13 @@ def generate(
     top_p: Annotated[float, typer.Option(min=0.0, max=1.0)] = 1.0,
     seed: int | None = None,
 ) -> None:
-    """Print chat completions for each coefficient side by side, in one batched generate."""
+    """Print chat completions for each coefficient (or warmth) side by side, in one batched generate."""
     from steerwarm.generation import GenerationConfig, chat_text, generate_texts
     from steerwarm.models import load
     from steerwarm.vectors import SteeringVector
 
+    if warmth and (coef or vector):
+        _fail("--warmth uses the calibrated vectors in --vectors; do not combine it with --coef or --vector")
     coefs = coef or [0.0]
     if vector is None and any(c != 0 for c in coefs):
         _fail("--coef needs --vector")
@@ -192,6 +198,17 @@ def generate(
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     text = chat_text(loaded, messages)
     cfg = GenerationConfig(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
+    if warmth:
+        from steerwarm.dial import Dial
+
+        try:
+            specs = Dial.from_dir(vectors).specs(warmth)
+        except (FileNotFoundError, ValueError) as exc:
+            _fail(str(exc))
+            return
+        outs = generate_texts(loaded, [text] * len(warmth), specs=specs, config=cfg)
+        _print_side_by_side(prompt, [f"warmth {w:+g}" for w in warmth], outs)
+        return
     outs = generate_texts(loaded, [text] * len(coefs), vector=vec, coefs=coefs if vec else None,
                           layers=_layers(layers), config=cfg)
     _print_side_by_side(prompt, [f"coef {c:+g}" for c in coefs], outs)

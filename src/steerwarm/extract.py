@@ -11,9 +11,10 @@ Invariants:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -26,10 +27,16 @@ from steerwarm.vectors import Provenance, SteeringVector, data_hash
 
 @dataclass(frozen=True)
 class TextItem:
-    """A response text, optionally with the user prompt it answers."""
+    """A response text, optionally with the user prompt it answers (and a system prompt before that)."""
 
     text: str
     prompt: str | None = None
+    system: str | None = None
+
+    def key(self) -> str:
+        """The text that identifies this item in a data hash."""
+        head = f"{self.system}\x03" if self.system is not None else ""
+        return f"{head}{self.prompt or ''}\x01{self.text}"
 
 
 def read_texts(path: str | Path) -> list[TextItem]:
@@ -58,9 +65,13 @@ def _encode(loaded: LoadedModel, item: TextItem) -> tuple[list[int], int]:
     """Token ids of the item and the index of its first counted (response) token."""
     tok = loaded.tokenizer
     if item.prompt is None:
+        if item.system is not None:
+            raise ValueError("an item with a system prompt needs a user prompt too")
         ids = tok(item.text, add_special_tokens=False)["input_ids"]
         return list(ids), 1
-    prefix = chat_text(loaded, [{"role": "user", "content": item.prompt}], add_generation_prompt=True)
+    messages = [{"role": "system", "content": item.system}] if item.system is not None else []
+    messages.append({"role": "user", "content": item.prompt})
+    prefix = chat_text(loaded, messages, add_generation_prompt=True)
     pre_ids = tok(prefix, add_special_tokens=False)["input_ids"]
     ids = tok(prefix + item.text, add_special_tokens=False)["input_ids"]
     return list(ids), max(1, len(pre_ids))
@@ -137,23 +148,26 @@ def contrast_vector(
     layers: Sequence[int] | None = None,
     default_layers: Sequence[int] = (),
     batch_size: int = 8,
+    method: str = "contrast-mean-diff",
+    params: dict[str, Any] | None = None,
 ) -> SteeringVector:
-    """Mean-difference vector of the base model's activations on `pos` versus `neg` texts, at every layer."""
+    """Mean-difference vector of the base model's activations on `pos` versus `neg` texts, at every layer.
+
+    `method` and `params` name the source in the provenance (e.g. a system-prompt contrast)."""
     all_layers = list(layers) if layers is not None else list(range(loaded.num_layers))
     ps = LayerStats.collect(response_activations(loaded, pos, all_layers, batch_size=batch_size, desc="pos"),
                             all_layers)
     ns = LayerStats.collect(response_activations(loaded, neg, all_layers, batch_size=batch_size, desc="neg"),
                             all_layers)
     diffs = {layer: ps.mean(layer) - ns.mean(layer) for layer in all_layers}
-    texts = [f"{it.prompt or ''}\x01{it.text}" for it in pos] + ["\x02"] + [f"{it.prompt or ''}\x01{it.text}"
-                                                                             for it in neg]
+    texts = [it.key() for it in pos] + ["\x02"] + [it.key() for it in neg]
     return SteeringVector.from_differences(
         diffs,
         median_norms(ps, ns),
         model_fingerprint=loaded.fingerprint,
         model_name=loaded.name,
-        provenance=Provenance(method="contrast-mean-diff", data_hash=data_hash(texts),
-                              params={"n_pos": len(pos), "n_neg": len(neg)}),
+        provenance=Provenance(method=method, data_hash=data_hash(texts),
+                              params={"n_pos": len(pos), "n_neg": len(neg), **(params or {})}),
         name=name,
         layers=default_layers,
     )
@@ -163,12 +177,16 @@ def contrast_vector(
 AGGREGATORS = ("mean", "pca", "probe")
 
 
+def check_same_tokenizer(base: LoadedModel, tuned: LoadedModel) -> None:
+    if base.tokenizer.get_vocab() != tuned.tokenizer.get_vocab():
+        raise ValueError("base and tuned models must share a tokenizer: model-diff needs the same tokens")
+
+
 def paired_activations(
     base: LoadedModel, tuned: LoadedModel, items: Sequence[TextItem], layers: Sequence[int], *, batch_size: int = 8
 ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """{layer: (base activations, tuned activations)} over the same response tokens, rows aligned token by token."""
-    if base.tokenizer.get_vocab() != tuned.tokenizer.get_vocab():
-        raise ValueError("base and tuned models must share a tokenizer: model-diff needs the same tokens")
+    check_same_tokenizer(base, tuned)
     b_rows: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     t_rows: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     pairs = zip(response_activations(base, items, layers, batch_size=batch_size, desc="base"),
@@ -210,6 +228,38 @@ def aggregate(base_acts: torch.Tensor, tuned_acts: torch.Tensor, method: str) ->
     raise ValueError(f"unknown aggregator {method!r}; choose one of {AGGREGATORS}")
 
 
+def vector_from_pairs(
+    pairs: Iterable[tuple[int, torch.Tensor, torch.Tensor]],
+    *,
+    method: str,
+    model_fingerprint: str,
+    model_name: str,
+    items_hash: str,
+    params: dict[str, Any],
+    name: str = "sft",
+    default_layers: Sequence[int] = (),
+) -> SteeringVector:
+    """Aggregate (layer, base activations, tuned activations) triples, one layer at a time, into a vector.
+
+    Typical norms are the median token norm of the base activations (response tokens only, so never position 0)."""
+    diffs: dict[int, torch.Tensor] = {}
+    norms: dict[int, float] = {}
+    n_tokens = 0
+    for layer, b, t in pairs:
+        try:
+            diffs[layer] = aggregate(b, t, method)
+        except ValueError as exc:
+            raise ValueError(f"layer {layer}: {exc}") from exc
+        norms[layer] = float(b.norm(dim=-1).median())
+        n_tokens = int(b.shape[0])
+    return SteeringVector.from_differences(
+        diffs, norms, model_fingerprint=model_fingerprint, model_name=model_name,
+        provenance=Provenance(method=f"sft-diff-{method}", data_hash=items_hash,
+                              params={**params, "n_tokens": n_tokens}),
+        name=name, layers=default_layers,
+    )
+
+
 def sft_vector(
     base: LoadedModel,
     tuned: LoadedModel,
@@ -224,18 +274,9 @@ def sft_vector(
     """Direction per layer from tuned-minus-base residuals on the same response tokens (see `aggregate`)."""
     all_layers = list(layers) if layers is not None else list(range(base.num_layers))
     acts = paired_activations(base, tuned, items, all_layers, batch_size=batch_size)
-    diffs = {}
-    for layer, (b, t) in acts.items():
-        try:
-            diffs[layer] = aggregate(b, t, method)
-        except ValueError as exc:
-            raise ValueError(f"layer {layer}: {exc}") from exc
-    norms = {layer: float(b.norm(dim=-1).median()) for layer, (b, _) in acts.items()}
-    texts = [f"{it.prompt or ''}\x01{it.text}" for it in items]
-    return SteeringVector.from_differences(
-        diffs, norms, model_fingerprint=base.fingerprint, model_name=base.name,
-        provenance=Provenance(method=f"sft-diff-{method}", data_hash=data_hash(texts),
-                              params={"tuned": tuned.name, "tuned_fingerprint": tuned.fingerprint,
-                                      "n_items": len(items), "n_tokens": int(next(iter(acts.values()))[0].shape[0])}),
-        name=name, layers=default_layers,
+    return vector_from_pairs(
+        ((layer, b, t) for layer, (b, t) in acts.items()), method=method, model_fingerprint=base.fingerprint,
+        model_name=base.name, items_hash=data_hash(it.key() for it in items),
+        params={"tuned": tuned.name, "tuned_fingerprint": tuned.fingerprint, "n_items": len(items)},
+        name=name, default_layers=default_layers,
     )

@@ -17,12 +17,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from steerwarm.generation import chat_text
 from steerwarm.logprobs import mean_logprob
 from steerwarm.models import LoadedModel
 from steerwarm.warmth import Summary, WarmthClassifier, socio_t, summarize
+
+if TYPE_CHECKING:
+    from steerwarm.corpus.schema import Conversation
 
 
 @dataclass(frozen=True)
@@ -32,19 +35,24 @@ class Prompt:
     text: str
 
 
-def validation_prompts(limit: int | None = None) -> list[Prompt]:
-    """Validation prompts balanced across query types (round-robin over types when limited)."""
+def balanced_conversations(split: str, limit: int | None = None) -> list[Conversation]:
+    """The split's conversations, round-robin over query types (so any prefix is balanced across types)."""
     from steerwarm.corpus.schema import QUERY_TYPES, load_corpus
 
-    by_type: dict[str, list[Prompt]] = {t: [] for t in QUERY_TYPES}
-    for c in load_corpus("validation"):
-        by_type[c.query_type].append(Prompt(c.id, c.query_type, c.first_user))
-    out: list[Prompt] = []
+    by_type: dict[str, list[Conversation]] = {t: [] for t in QUERY_TYPES}
+    for c in load_corpus(split):
+        by_type[c.query_type].append(c)
+    out: list[Conversation] = []
     while any(by_type.values()) and (limit is None or len(out) < limit):
         for t in QUERY_TYPES:
             if by_type[t] and (limit is None or len(out) < limit):
                 out.append(by_type[t].pop(0))
     return out
+
+
+def validation_prompts(limit: int | None = None) -> list[Prompt]:
+    """Validation prompts balanced across query types (round-robin over types when limited)."""
+    return [Prompt(c.id, c.query_type, c.first_user) for c in balanced_conversations("validation", limit)]
 
 
 def base_nll(scorer: LoadedModel, prompts: Sequence[str], answers: Sequence[str]) -> list[float]:

@@ -1,0 +1,140 @@
+"""Model-diff extraction with cached answers and activation shards; corpus and system-prompt contrasts; the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from steerwarm.answers import AnswerLog, answer_key
+from steerwarm.cli import app
+from steerwarm.directions import (
+    COLD_SYSTEM,
+    WARM_SYSTEM,
+    corpus_contrast_items,
+    extract_sft,
+    sft_items,
+    system_prompt_items,
+)
+from steerwarm.extract import contrast_vector, response_activations
+from steerwarm.models import LoadedModel
+from steerwarm.shards import ShardMismatchError, open_shards, read_layer, shard_path
+from steerwarm.vectors import SteeringVector
+from steerwarm.warmth_compare import Prompt
+from tests.tiny_pairs import PROMPTS, as_loaded, bias_model, planted, save, shifted
+
+LAYER = 1
+
+
+@pytest.fixture()
+def pair() -> tuple[LoadedModel, LoadedModel, torch.Tensor]:
+    base = bias_model()
+    delta = 0.5 * planted()
+    return as_loaded(base, "base"), as_loaded(shifted(base, LAYER, delta), "tuned"), delta
+
+
+@pytest.mark.parametrize("method", ["mean", "pca"])
+def test_extract_sft_recovers_the_planted_vector(pair: tuple[LoadedModel, LoadedModel, torch.Tensor],
+                                                 tmp_path: Path, method: str) -> None:
+    base, tuned, delta = pair
+    vec = extract_sft(base, tuned, PROMPTS, tmp_path, method=method, layers=[1, 2], max_new_tokens=6, shard_size=4,
+                      default_layers=[1])
+    truth = delta / delta.norm()
+    assert float(vec.directions[1] @ truth) > 0.99
+    if method == "mean":  # the mean difference at the shifted layer is the planted vector itself
+        assert vec.extra["raw_diff_norm"]["1"] == pytest.approx(float(delta.norm()), rel=1e-4)
+    p = vec.provenance.params
+    assert p["tuned_fingerprint"] == tuned.fingerprint and vec.model_fingerprint == base.fingerprint
+    assert p["n_items"] == p["n_base_answers"] + p["n_tuned_answers"] and p["n_prompts"] == len(PROMPTS)
+    spec = open_shards(tmp_path / "acts" / "base")
+    base_acts = read_layer(tmp_path / "acts" / "base", spec, 1)
+    assert p["n_tokens"] == base_acts.shape[0]
+    assert vec.norms[1] == pytest.approx(float(base_acts.norm(dim=-1).median()))
+    with pytest.raises(ValueError, match="layer 0"):  # nothing differs before the shifted layer
+        extract_sft(base, tuned, PROMPTS, tmp_path / "l0", layers=[0], max_new_tokens=6)
+
+
+def test_shards_are_the_activations_and_line_up(pair: tuple[LoadedModel, LoadedModel, torch.Tensor],
+                                                tmp_path: Path) -> None:
+    base, tuned, delta = pair
+    extract_sft(base, tuned, PROMPTS, tmp_path, layers=[1], max_new_tokens=6, shard_size=4)
+    log = AnswerLog(tmp_path / "responses.jsonl")
+    assert len(log.rows) == 2 * len(PROMPTS)
+    bdir, tdir = tmp_path / "acts" / "base", tmp_path / "acts" / "tuned"
+    b, t = read_layer(bdir, open_shards(bdir), 1), read_layer(tdir, open_shards(tdir), 1)
+    assert torch.allclose(t - b, delta.expand_as(b), atol=1e-5)  # token by token: exactly the planted shift
+    ba = [log.rows[(answer_key(model=base.fingerprint, max_new_tokens=6), p.id)] for p in PROMPTS]
+    ta = [log.rows[(answer_key(model=tuned.fingerprint, max_new_tokens=6), p.id)] for p in PROMPTS]
+    direct = torch.cat([a[1] for a in response_activations(base, sft_items(PROMPTS, ba, ta), [1], batch_size=3)])
+    assert torch.allclose(direct, b, atol=1e-5)  # the shards hold the response-token activations, in item order
+
+
+def test_rerun_resumes_missing_shards_and_refuses_foreign_ones(pair: tuple[LoadedModel, LoadedModel, torch.Tensor],
+                                                               tmp_path: Path) -> None:
+    base, tuned, _ = pair
+    first = extract_sft(base, tuned, PROMPTS, tmp_path, layers=[1, 2], max_new_tokens=6, shard_size=4)
+    bdir = tmp_path / "acts" / "base"
+    kept, lost = shard_path(bdir, 0), shard_path(bdir, 1)
+    kept_mtime = kept.stat().st_mtime_ns
+    lost.unlink()  # as if the run had been killed before writing it
+    n_lines = len((tmp_path / "responses.jsonl").read_text().splitlines())
+    again = extract_sft(base, tuned, PROMPTS, tmp_path, layers=[1, 2], max_new_tokens=6, shard_size=4)
+    assert lost.is_file() and kept.stat().st_mtime_ns == kept_mtime
+    assert len((tmp_path / "responses.jsonl").read_text().splitlines()) == n_lines  # answers were not regenerated
+    for layer in (1, 2):
+        assert torch.equal(first.directions[layer], again.directions[layer])
+    other = as_loaded(shifted(base.model, LAYER, planted(seed=9)), "other")
+    with pytest.raises(ShardMismatchError, match="items_hash"):
+        extract_sft(base, other, PROMPTS, tmp_path, layers=[1, 2], max_new_tokens=6, shard_size=4)
+    with pytest.raises(ShardMismatchError, match="layers"):
+        extract_sft(base, tuned, PROMPTS, tmp_path, layers=[1], max_new_tokens=6, shard_size=4)
+
+
+def test_answer_log_skips_a_torn_line(tmp_path: Path) -> None:
+    path = tmp_path / "answers.jsonl"
+    calls: list[list[str]] = []
+
+    def gen(users: list[str]) -> list[str]:
+        calls.append(users)
+        return [u.upper() for u in users]
+
+    prompts = [Prompt("a", "x", "one"), Prompt("b", "x", "two"), Prompt("c", "x", "three")]
+    assert AnswerLog(path).answers("k", prompts, gen, batch_size=2) == ["ONE", "TWO", "THREE"]
+    path.write_text(path.read_text().rstrip("\n")[:-5])  # a kill mid-write tears the last line
+    assert AnswerLog(path).answers("k", prompts, gen) == ["ONE", "TWO", "THREE"]
+    assert calls == [["one", "two"], ["three"], ["three"]]
+    assert AnswerLog(path).answers("k2", prompts[:1], gen) == ["ONE"] and len(calls) == 4
+
+
+def test_system_prompt_and_corpus_contrasts(tiny: LoadedModel) -> None:
+    warm, cold = system_prompt_items(limit=3)
+    assert [w.text for w in warm] == [c.text for c in cold] and {w.system for w in warm} == {WARM_SYSTEM}
+    assert {c.system for c in cold} == {COLD_SYSTEM}
+    vec = contrast_vector(tiny, warm, cold, layers=[1], method="system-prompt-contrast")
+    assert vec.provenance.method == "system-prompt-contrast" and vec.provenance.params["n_pos"] == 3
+    cw, cc = corpus_contrast_items(limit=6)
+    assert [w.prompt for w in cw] == [c.prompt for c in cc]
+    assert all(w.text != c.text for w, c in zip(cw, cc, strict=True))
+    assert len({w.prompt for w in cw}) == 6
+
+
+def test_cli_extract_sft_on_saved_models(tmp_path: Path) -> None:
+    base = bias_model()
+    delta = 0.5 * planted()
+    base_dir = save(base, tmp_path / "base")
+    tuned_dir = save(shifted(base, LAYER, delta), tmp_path / "tuned")
+    out = tmp_path / "v.safetensors"
+    args = ["extract", "sft", "--tuned", str(tuned_dir), "--model", str(base_dir), "--cache", str(tmp_path / "c"),
+            "--out", str(out), "--layers", "1-2", "--steer-layers", "1", "--limit", "3", "--max-tokens", "5"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    vec = SteeringVector.load(out)
+    assert float(vec.directions[1] @ (delta / delta.norm())) > 0.99 and vec.layers == [1]
+    assert vec.provenance.params["tuned"] == str(tuned_dir)
+    res = CliRunner().invoke(app, [*args[:-4], "--limit", "2", "--max-tokens", "5"])  # another item list
+    assert res.exit_code == 2 and "another run" in res.output
+    meta = json.loads(json.dumps(vec.metadata()))
+    assert meta["provenance"]["method"] == "sft-diff-mean"
