@@ -19,14 +19,19 @@ end-of-turn token as the penalty for a truncated answer, and needs no judge. Sum
 so a total-log-probability variant can be recomputed from results.jsonl without rerunning.
 
 Invariants:
-- Batched scoring equals scoring each prompt alone (left padding with explicit position ids; padding is never
-  steered and never scored). Work is shared through key/value caches without changing any score: the common
-  prefix (the chat template's opening and system prompt) runs once per target, each prompt with the replies'
-  shared opening runs once for both replies, then only the scored tokens run, with the output projection computed
-  only where a prediction is scored. A tokenizer that merges tokens across the scored-span boundary falls back to
-  scoring full sequences, with the same result.
-- Steering specs come from a callable that receives the number of rows of each forward pass, so the prompt pass and
-  the reply pass are steered alike.
+- Batched scoring equals scoring each reply alone as one full sequence (tests/bench/test_likelihood.py keeps that
+  arithmetic as the reference): padding is never attended to and never scored, and a token's log-probability is
+  computed from exactly the tokens before it in its own sequence, with their own positions.
+- One code path, one forward pass per batch, no duplicated work: every prompt + reply sequence of the batch is put
+  into prefix trees, so a token shared by several sequences (the chat template and system prompt, a context
+  statement or preamble that several prompts open with, a prompt shared by its two replies, the replies' shared
+  opening) runs once per row. The prefix common to the whole batch (at least MIN_SHARED_PREFIX tokens) runs once
+  per target (a memo) into a key/value cache; the rest of the trees is flattened into rows (a node's position id is
+  its depth, a 4-D attention mask lets it see the shared prefix, its ancestors and itself), rows split to balance
+  attention over masked pairs against padding. A reply's last token is never fed (nothing is predicted from it),
+  and the output projection runs only where a scored token is predicted.
+- Steering specs come from a callable that receives the number of rows of each forward pass (1 for the shared
+  prefix, the number of rows for the trees), so every position of prompt and reply is steered alike.
 """
 
 from __future__ import annotations
@@ -45,8 +50,11 @@ if TYPE_CHECKING:
     from steerwarm.steering import SteerSpec
 
 SpecsFor = Callable[[int], "list[SteerSpec]"]
-MIN_SHARED_PREFIX = 8  # tokens; below this a batch's common prefix is not worth a pass of its own
+MIN_SHARED_PREFIX = 8  # tokens; below this a batch's common prefix is not worth a cached pass of its own
 PREFIX_MEMO_SIZE = 8  # distinct shared prefixes kept per target
+# Masked attention does a flop at about half the speed of the decoder's matrix products (measured on this CPU:
+# scaled_dot_product_attention with a 4-D mask 75-95 GFLOP/s, the layers' linear maps 140-150, one thread).
+ATTENTION_SLOWDOWN = 2.0
 
 
 @dataclass(frozen=True)
@@ -102,21 +110,17 @@ def divergence_start(a: str, b: str) -> int:
 
 
 @dataclass(frozen=True)
-class _Row:
-    """One reply of one prompt, tokenized."""
+class _Reply:
+    """One reply of one prompt: the chat prompt and the reply tokenized as one text, and which tokens are scored."""
 
-    prompt_ids: list[int]
-    cont_ids: list[int]
-    scored: list[bool]  # per continuation token
-    aligned: bool
+    ids: list[int]
+    scored: list[int]  # ascending indices into ids, never 0: a scored token always has a token before it
 
 
 def _encode(loaded: LoadedModel, prompt_texts: Sequence[str], conts: Sequence[tuple[str, str]],
-            starts: Sequence[int]) -> list[tuple[_Row, _Row]]:
-    """Tokenize each prompt + reply in full and split it where the scored span starts: `prompt_ids` are the tokens
-    that end before it (the chat prompt and the replies' shared opening), `cont_ids` the rest. A pair is `aligned`
-    when both replies share those tokens exactly and no token straddles the split (then every continuation token is
-    scored and the shared part can be run once)."""
+            starts: Sequence[int]) -> list[tuple[_Reply, _Reply]]:
+    """Tokenize each prompt + reply as one text; the scored tokens are those that start at or after the scored
+    span (character offset len(prompt) + start)."""
     tok = loaded.tokenizer
     fulls = [p + c for p, pair in zip(prompt_texts, conts, strict=True) for c in pair]
     enc = tok(fulls, add_special_tokens=False, return_offsets_mapping=True)
@@ -125,16 +129,147 @@ def _encode(loaded: LoadedModel, prompt_texts: Sequence[str], conts: Sequence[tu
         boundary = len(p_text) + starts[i]
         parts = []
         for j in range(2):
-            ids, offs = list(enc["input_ids"][2 * i + j]), enc["offset_mapping"][2 * i + j]
-            split = next((k for k, o in enumerate(offs) if o[1] > boundary), len(ids))
-            scored = [o[0] >= boundary for o in offs[split:]]
-            if not any(scored):
+            ids, offs = [int(x) for x in enc["input_ids"][2 * i + j]], enc["offset_mapping"][2 * i + j]
+            scored = [k for k, o in enumerate(offs) if o[0] >= boundary]
+            if not scored:
                 raise ValueError(f"no token of reply {conts[i][j]!r} starts at or after its scored span")
-            parts.append((ids, split, scored))
-        (ia, sa, fa), (ib, sb, fb) = parts
-        aligned = sa == sb and ia[:sa] == ib[:sb] and all(fa) and all(fb)
-        out.append(tuple(_Row(ids[:sp], ids[sp:], sc, aligned) for ids, sp, sc in parts))
-    return out  # type: ignore[return-value]
+            if scored[0] == 0:
+                raise ValueError(f"reply {conts[i][j]!r}: the scored span starts at the text's first token")
+            parts.append(_Reply(ids, scored))
+        out.append((parts[0], parts[1]))
+    return out
+
+
+def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for k in range(n):
+        if a[k] != b[k]:
+            return k
+    return n
+
+
+class _Tree:
+    """A prefix tree of token sequences, flattened in insertion order into one row of the forward pass: node i holds
+    one token, its parent (-1: the batch's shared prefix, held in the key/value cache) and its depth below that
+    prefix. A parent always comes before its children."""
+
+    def __init__(self) -> None:
+        self.tokens: list[int] = []
+        self.parents: list[int] = []
+        self.depths: list[int] = []
+        self._child: dict[tuple[int, int], int] = {}
+        self.units: list[int] = []  # the units packed into this row (see _pack)
+        self.paths: list[list[list[int]]] = []  # per unit, per sequence: the node of each token
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def _present(self, seq: Sequence[int]) -> int:
+        node, k = -1, 0
+        while k < len(seq) and (node, seq[k]) in self._child:
+            node = self._child[(node, seq[k])]
+            k += 1
+        return k
+
+    def new_nodes(self, seqs: Sequence[Sequence[int]]) -> int:
+        """How many nodes inserting `seqs` would add (nothing is inserted)."""
+        added = 0
+        for i, seq in enumerate(seqs):
+            known = max([self._present(seq), *(_lcp(seq, seqs[j]) for j in range(i))])
+            added += len(seq) - known
+        return added
+
+    def insert(self, seq: Sequence[int]) -> list[int]:
+        """Insert a token sequence; returns the node of each of its tokens."""
+        path, node = [], -1
+        for depth, token in enumerate(seq):
+            nxt = self._child.get((node, token))
+            if nxt is None:
+                nxt = len(self.tokens)
+                self._child[(node, token)] = nxt
+                self.tokens.append(token)
+                self.parents.append(node)
+                self.depths.append(depth)
+            path.append(nxt)
+            node = nxt
+        return path
+
+
+def _pack(units: Sequence[Sequence[Sequence[int]]], rows: Sequence[Sequence[int]] | None) -> list[_Tree]:
+    """One tree per row from the unit indices of each row (None: all units in one row); a unit's sequences always
+    share a row. Each tree records its units and, per unit and sequence, the node of each token."""
+    trees = []
+    for row in rows if rows is not None else [range(len(units))]:
+        tree = _Tree()
+        for u in row:
+            tree.units.append(u)
+            tree.paths.append([tree.insert(s) for s in units[u]])
+        trees.append(tree)
+    return trees
+
+
+def _groups(units: Sequence[Sequence[Sequence[int]]], cap: int) -> list[list[int]]:
+    """Split units (sorted, so that units with a common opening are neighbours) into runs of at most `cap` tree
+    nodes (or single units), cutting where neighbours share the fewest tokens, so that little is run twice."""
+    out: list[list[int]] = []
+
+    def split(lo: int, hi: int) -> None:
+        if hi - lo == 1 or len(_pack(units, [range(lo, hi)])[0]) <= cap:
+            out.append(list(range(lo, hi)))
+            return
+        cut = min(range(lo + 1, hi), key=lambda j: (_lcp(units[j - 1][0], units[j][0]), abs(2 * j - lo - hi)))
+        split(lo, cut)
+        split(cut, hi)
+
+    split(0, len(units))
+    return out
+
+
+def _rows(units: Sequence[Sequence[Sequence[int]]], cap: int) -> list[list[int]]:
+    """Groups of at most `cap` nodes, packed first-fit decreasing into rows of at most `cap` nodes."""
+    groups = [(len(_pack(units, [g])[0]), g) for g in _groups(units, cap)]
+    rows: list[tuple[int, list[int]]] = []
+    for size, g in sorted(groups, key=lambda x: -x[0]):
+        at = next((i for i, (fill, _) in enumerate(rows) if fill + size <= cap), None)
+        if at is None:
+            rows.append((size, list(g)))
+        else:
+            rows[at] = (rows[at][0] + size, rows[at][1] + g)
+    return [sorted(r) for _, r in rows]
+
+
+def _attention_weight(model: torch.nn.Module) -> float:
+    """Cost of one attended (query, key) pair relative to one token through a decoder layer's weights: 4 x hidden
+    flops against 2 x the layer's parameter count, times ATTENTION_SLOWDOWN."""
+    from steerwarm.steering import decoder_layers
+
+    config: Any = model.config
+    hidden = int(config.hidden_size)
+    layer_params = sum(p.numel() for p in decoder_layers(model)[0].parameters())
+    return ATTENTION_SLOWDOWN * 2 * hidden / layer_params
+
+
+def _layout(units: Sequence[Sequence[Sequence[int]]], prefix_len: int, weight: float) -> list[_Tree]:
+    """The cheapest rows by the cost model rows x width x (1 + weight x (prefix + width)), over row capacities from
+    one row for everything down to one row per unit: long rows pay for attention over masked pairs, short rows for
+    padding and for nodes repeated in several rows."""
+    total = len(_pack(units, None)[0])
+    biggest = max(len(_pack(units, [[u]])[0]) for u in range(len(units)))
+    best: tuple[float, list[_Tree]] | None = None
+    worse = 0
+    for n_rows in range(1, len(units) + 1):
+        cap = max(biggest, -(-total // n_rows))
+        trees = _pack(units, _rows(units, cap))
+        width = max(len(t) for t in trees)
+        cost = len(trees) * width * (1 + weight * (prefix_len + width))
+        if best is None or cost < best[0]:
+            best, worse = (cost, trees), 0
+        else:
+            worse += 1
+            if worse == 3 or cap == biggest:
+                break
+    assert best is not None
+    return best[1]
 
 
 def _steering(model: torch.nn.Module, specs_for: SpecsFor | None, n: int) -> Any:
@@ -156,30 +291,6 @@ def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
 
     logits = logits.float()
     return torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-
-
-def _score_full(loaded: LoadedModel, rows: Sequence[_Row], specs_for: SpecsFor | None) -> list[ReplyScore]:
-    """Reference path: each reply as one left-padded full sequence."""
-    import torch
-
-    pad = int(loaded.tokenizer.pad_token_id or 0)
-    seqs = [r.prompt_ids + r.cont_ids for r in rows]
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for b, s in enumerate(seqs):
-        ids[b, width - len(s):] = torch.tensor(s)
-        mask[b, width - len(s):] = 1
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    with torch.inference_mode(), _steering(loaded.model, specs_for, len(seqs)):
-        logits = loaded.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits
-    out = []
-    for b, r in enumerate(rows):
-        n_cont = len(r.cont_ids)
-        lp = _token_logprobs(logits[b, width - n_cont - 1: width - 1], ids[b, width - n_cont:])
-        keep = torch.tensor(r.scored)
-        out.append(ReplyScore(float(lp[keep].sum()), int(keep.sum())))
-    return out
 
 
 def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
@@ -212,87 +323,90 @@ def _prefix_cache(model: torch.nn.Module, prefix: list[int], specs_for: SpecsFor
     return out.past_key_values
 
 
-def _reply_logprobs(model: torch.nn.Module, cids: torch.Tensor, clen: Sequence[int], full_mask: torch.Tensor,
-                    cpos: torch.Tensor, cache: Any) -> list[torch.Tensor]:
-    """Log-probabilities of reply tokens 1..len-1 of each row (token 0 is predicted by the prompt pass). The
-    last token of the longest rows is not fed (nothing is predicted from it), and the output projection runs only
-    on positions whose prediction is scored, not on padding."""
+def _tree_inputs(trees: Sequence[_Tree], prefix_len: int, pad: int, dtype: torch.dtype
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Input ids, position ids and the additive 4-D attention mask of rows of prefix trees: a node attends to the
+    shared prefix, its ancestors and itself, so it sees exactly the tokens before it in each of its sequences.
+    Padding attends to the prefix and itself (no row of the mask is empty) and nothing attends to padding."""
     import torch
 
-    width = cids.shape[1] - 1
-    if width == 0:
-        return [torch.zeros(0) for _ in clen]
+    width = max(len(t) for t in trees)
+    ids = torch.full((len(trees), width), pad, dtype=torch.long)
+    pos = torch.full((len(trees), width), prefix_len, dtype=torch.long)
+    allowed = torch.zeros((len(trees), width, prefix_len + width), dtype=torch.bool)
+    allowed[:, :, :prefix_len] = True
+    for r, tree in enumerate(trees):
+        n = len(tree)
+        ids[r, :n] = torch.tensor(tree.tokens, dtype=torch.long)
+        pos[r, :n] += torch.tensor(tree.depths, dtype=torch.long)
+        seen = allowed[r, :, prefix_len:]  # a view: rows are queries, columns the row's own keys
+        for i, parent in enumerate(tree.parents):
+            if parent >= 0:
+                seen[i] = seen[parent]
+            seen[i, i] = True
+        seen.diagonal()[n:].fill_(True)
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+    return ids, pos, mask[:, None]
+
+
+def _score(loaded: LoadedModel, pairs: Sequence[tuple[_Reply, _Reply]], specs_for: SpecsFor | None,
+           prefix_memo: dict[tuple[int, ...], Any] | None) -> list[tuple[ReplyScore, ReplyScore]]:
+    """Score a batch of reply pairs in one forward pass over prefix trees (see the module doc)."""
+    import torch
+
+    model = loaded.model
+    impl = getattr(getattr(model, "config", None), "_attn_implementation", None) or "eager"
+    if impl not in ("sdpa", "eager"):
+        raise ValueError(f"likelihood scoring packs prompts into prefix trees with a custom 4-D attention mask, "
+                         f"which needs attn_implementation 'sdpa' or 'eager'; this model uses {impl!r}")
+    replies_ = [r for pair in pairs for r in pair]
+    fed = [r.ids[:-1] for r in replies_]  # a reply's last token predicts nothing: it is scored, never fed
+    k = min(_common_prefix(fed), min(r.scored[0] for r in replies_) - 1)
+    if k < MIN_SHARED_PREFIX:
+        k = 0
+    units = [[fed[2 * i][k:], fed[2 * i + 1][k:]] for i in range(len(pairs))]
+    order = sorted(range(len(units)), key=lambda i: units[i][0])  # sequences sharing a prefix become neighbours
+    trees = _layout([units[i] for i in order], k, _attention_weight(model))
+    dtype = next(model.parameters()).dtype
+    ids, pos, mask = _tree_inputs(trees, k, int(loaded.tokenizer.pad_token_id or 0), dtype)
+
+    # where each scored token is predicted: (row, node of the token before it), shared between replies
+    where: dict[tuple[int, int], int] = {}
+    picks: list[list[tuple[int, int]]] = [[] for _ in replies_]  # per reply: (prediction index, target token)
+    for r, tree in enumerate(trees):
+        for u, paths in zip(tree.units, tree.paths, strict=True):
+            for s, path in enumerate(paths):
+                b = 2 * order[u] + s
+                reply = replies_[b]
+                for t in reply.scored:
+                    at = where.setdefault((r, path[t - 1 - k]), len(where))
+                    picks[b].append((at, reply.ids[t]))
+    rows = torch.tensor([rn[0] for rn in where])
+    nodes = torch.tensor([rn[1] for rn in where])
+
     get_decoder, get_head = getattr(model, "get_decoder", None), getattr(model, "get_output_embeddings", None)
     decoder: Any = get_decoder() if callable(get_decoder) else None
     head: Any = get_head() if callable(get_head) else None
-    kwargs = {"input_ids": cids[:, :width], "attention_mask": full_mask[:, : full_mask.shape[1] - 1],
-              "position_ids": cpos[:, :width], "past_key_values": cache, "use_cache": True}
-    rows = [b for b, n in enumerate(clen) for _ in range(n - 1)]
-    cols = [j for n in clen for j in range(n - 1)]
-    targets = cids[rows, [c + 1 for c in cols]]
-    if decoder is not None and isinstance(head, torch.nn.Linear):
-        hidden = decoder(**kwargs).last_hidden_state
-        logits = head(hidden[rows, cols])
-    else:  # models without a plain decoder + linear head: full logits
-        logits = model(**kwargs).logits[rows, cols]
-    lps = _token_logprobs(logits, targets)
-    out, at = [], 0
-    for n in clen:
-        out.append(lps[at: at + n - 1])
-        at += n - 1
-    return out
-
-
-def _score_cached(loaded: LoadedModel, pairs: Sequence[tuple[_Row, _Row]], specs_for: SpecsFor | None,
-                  prefix_memo: dict[tuple[int, ...], Any] | None = None) -> list[tuple[ReplyScore, ReplyScore]]:
-    """Fast path. The batch's common token prefix (the chat template's opening) is run once (once per run with a
-    memo) and its cache shared by every row; each row's own prompt tokens (and the replies' shared opening) run once
-    more and their cache is repeated for the two replies; one pass over the scored reply tokens follows."""
-    import torch
-
-    pad = int(loaded.tokenizer.pad_token_id or 0)
-    model = loaded.model
-    n = len(pairs)
-    shared = [p[0].prompt_ids for p in pairs]
-    k = min(_common_prefix(shared), min(len(x) for x in shared) - 1)
-    if k < MIN_SHARED_PREFIX:
-        k = 0
-    own = [x[k:] for x in shared]
-    plen = [len(x) for x in shared]
-    width = max(len(x) for x in own)
-    ids = torch.full((n, width), pad, dtype=torch.long)
-    own_mask = torch.zeros((n, width), dtype=torch.long)
-    for b, x in enumerate(own):
-        ids[b, width - len(x):] = torch.tensor(x)
-        own_mask[b, width - len(x):] = 1
-    rows = [r for p in pairs for r in p]
-    clen = [len(r.cont_ids) for r in rows]
-    cw = max(clen)
-    cids = torch.full((2 * n, cw), pad, dtype=torch.long)
-    cmask = torch.zeros((2 * n, cw), dtype=torch.long)
-    for b, r in enumerate(rows):
-        cids[b, : clen[b]] = torch.tensor(r.cont_ids)
-        cmask[b, : clen[b]] = 1
-    cpos = torch.tensor(plen).repeat_interleave(2)[:, None] + torch.arange(cw)[None, :]
     with torch.inference_mode():
         cache = None
-        mask = own_mask
         if k:
-            cache = _prefix_cache(model, shared[0][:k], specs_for, prefix_memo)
-            cache.batch_repeat_interleave(n)
-            mask = torch.cat([torch.ones((n, k), dtype=torch.long), own_mask], dim=1)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, -width:]
-        with _steering(model, specs_for, n):
-            first = _forward(model, input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                             use_cache=True, logits_to_keep=1)
-        cache = first.past_key_values
-        cache.batch_repeat_interleave(2)
-        full_mask = torch.cat([mask.repeat_interleave(2, dim=0), cmask], dim=1)
-        first_lp = _token_logprobs(first.logits[:, -1, :].repeat_interleave(2, dim=0), cids[:, 0])
-        with _steering(model, specs_for, 2 * n):
-            rest = _reply_logprobs(model, cids, clen, full_mask, cpos, cache)
-    scores = [ReplyScore(float(first_lp[b]) + float(rest[b].sum()), clen[b]) for b in range(2 * n)]
-    return [(scores[2 * i], scores[2 * i + 1]) for i in range(n)]
+            cache = _prefix_cache(model, fed[0][:k], specs_for, prefix_memo)
+            cache.batch_repeat_interleave(len(trees))
+        kwargs = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "past_key_values": cache,
+                  "use_cache": cache is not None}
+        with _steering(model, specs_for, len(trees)):
+            if decoder is not None and isinstance(head, torch.nn.Linear):
+                logits = head(decoder(**kwargs).last_hidden_state[rows, nodes])
+            else:  # models without a plain decoder + linear head: full logits
+                logits = model(**kwargs).logits[rows, nodes]
+        index = torch.tensor([at for p in picks for at, _ in p])
+        targets = torch.tensor([tok for p in picks for _, tok in p])
+        lps = _token_logprobs(logits[index], targets).tolist()
+    scores, at = [], 0
+    for p in picks:
+        scores.append(ReplyScore(float(sum(lps[at: at + len(p)])), len(p)))
+        at += len(p)
+    return [(scores[2 * i], scores[2 * i + 1]) for i in range(len(pairs))]
 
 
 def continuation(loaded: LoadedModel, prompt_text: str, user: str, reply: str) -> str:
@@ -324,33 +438,11 @@ def score_items(loaded: LoadedModel, users: Sequence[str], items: Sequence[Item]
     """Likelihood-mode scores for a batch of conditioned user messages (one item each). `prefix_memo` (owned by a
     caller whose model and steering never change, e.g. a target) keeps the shared chat prefix's cache across
     batches."""
+    if not users:
+        return []
     texts = [pair_texts(loaded, u, item) for u, item in zip(users, items, strict=True)]
     encoded = _encode(loaded, [t[0] for t in texts], [t[1] for t in texts], [t[2] for t in texts])
-    results: list[PairScore | None] = [None] * len(encoded)
-    fast = [i for i, (a, b) in enumerate(encoded) if a.aligned and b.aligned]
-    slow = [i for i in range(len(encoded)) if i not in set(fast)]
-    if fast:
-        cached = _score_cached(loaded, [encoded[i] for i in fast], specs_for, prefix_memo)
-        for i, (sa, sb) in zip(fast, cached, strict=True):
-            results[i] = PairScore(sa, sb)
-    if slow:
-        flat = _score_full(loaded, [r for i in slow for r in encoded[i]], specs_for)
-        for k, i in enumerate(slow):
-            results[i] = PairScore(flat[2 * k], flat[2 * k + 1])
-    return [r for r in results if r is not None]
-
-
-def score_full_reference(loaded: LoadedModel, users: Sequence[str], items: Sequence[Item],
-                         specs_for: SpecsFor | None = None) -> list[PairScore]:
-    """The same scores computed the slow way, one full sequence per reply (for tests and audits)."""
-    out = []
-    for u, item in zip(users, items, strict=True):
-        prompt, pair, start = pair_texts(loaded, u, item)
-        (ra, rb), = _encode(loaded, [prompt], [pair], [start])
-        sa, = _score_full(loaded, [ra], specs_for)
-        sb, = _score_full(loaded, [rb], specs_for)
-        out.append(PairScore(sa, sb))
-    return out
+    return [PairScore(a, b) for a, b in _score(loaded, encoded, specs_for, prefix_memo)]
 
 
 def score_from_token_logprobs(offsets: Sequence[int], logprobs: Sequence[float | None], span_start: int

@@ -6,11 +6,14 @@ Invariants:
   ends with exactly one record per prompt, identical in likelihood mode to an uninterrupted run's.
 - The result-defining settings (target description, mode, seed, items and contexts files by hash, generation and
   scorer settings) are fixed by the first session in run.json; a different one is refused, naming the field.
-- Likelihood mode is judge-free and deterministic; prompts are batched by length to waste little padding. For an
-  in-process target the run also times a bare forward pass of the same prompts every `yardstick_every` batches,
-  interleaved with scoring, so items/s and the model's raw forward throughput come from the same conditions
-  (`efficiency_same_batches` = raw forward time / scoring time on those batches; `efficiency_overall` = the run's
-  prompts/s, everything included but the yardstick itself, / the raw forward prompts/s).
+- Likelihood mode is judge-free and deterministic; its prompts are batched in text order (`batch_order`), so
+  prompts that open alike (a context statement shared by several items, the neutral preamble, one item's templates
+  under one context) share a batch and the scorer's prefix trees run their common tokens once; generate mode
+  batches by length to waste little padding. For an in-process target the run also times a bare forward pass of
+  the same prompts every `yardstick_every` batches (one left-padded batch, no sharing), interleaved with scoring,
+  so items/s and the model's raw forward throughput come from the same conditions (`efficiency_same_batches` =
+  raw forward time / scoring time on those batches; `efficiency_overall` = the run's prompts/s, everything
+  included but the yardstick itself, / the raw forward prompts/s). Sharing prefixes lets both exceed 1.
 - Generate mode seeds each batch from (seed, its first prompt id), so a batch's sampling does not depend on
   what ran before it.
 - Fault injection for tests: STEERWARM_BENCH_KILL_AFTER=N makes the process SIGKILL itself once N records were
@@ -83,6 +86,14 @@ def _record(p: Prompt, target: Target, mode: str, verdict: Verdict, extra: dict[
             "target": target.spec, **extra, **verdict.record(), "time": time.time()}
 
 
+def batch_order(prompts: Sequence[Prompt], mode: str) -> list[Prompt]:
+    """The order in which a run scores its prompts (consecutive slices are its batches): likelihood mode sorts by
+    text, so prompts with a common opening are neighbours (see the module doc); generate mode by length."""
+    if mode == "likelihood":
+        return sorted(prompts, key=lambda p: (p.text, p.prompt_id))
+    return sorted(prompts, key=lambda p: (len(p.text) + len(p.item.correct) + len(p.item.wrong), p.prompt_id))
+
+
 def _kill_after() -> int | None:
     value = os.environ.get("STEERWARM_BENCH_KILL_AFTER")
     return int(value) if value else None
@@ -117,8 +128,7 @@ def run_benchmark(cfg: RunConfig, target: Target, *, judge: Judge | None = None,
                                  f"{desc.get('path')}); use a new --out folder")
     run = store.open_run(config, [k for k in RESULT_KEYS if k != "items"])
     done = store.load(repair=True)
-    pending = [p for p in grid if p.prompt_id not in done]
-    pending.sort(key=lambda p: (len(p.text) + len(p.item.correct) + len(p.item.wrong), p.prompt_id))
+    pending = batch_order([p for p in grid if p.prompt_id not in done], cfg.mode)
     batches = [pending[i:i + cfg.batch_size] for i in range(0, len(pending), cfg.batch_size)]
     kill_after = _kill_after()
     appended = 0
