@@ -60,7 +60,7 @@ def backbone(model: nn.Module) -> nn.Module:
     return model
 
 
-def _hidden_of(output: Any) -> torch.Tensor:
+def hidden_of(output: Any) -> torch.Tensor:
     # transformers 5.x decoder layers return a tensor; older versions return a tuple whose first item it is.
     return output if isinstance(output, torch.Tensor) else output[0]
 
@@ -136,7 +136,7 @@ class Steering:
             delta = self._deltas.get(layer)
             if delta is None:
                 return None
-            hidden = _hidden_of(output)
+            hidden = hidden_of(output)
             key = (layer, hidden.dtype, hidden.device)
             d = self._cast.get(key)
             if d is None:
@@ -193,7 +193,7 @@ def record_residuals(model: nn.Module, layers: Sequence[int]) -> Iterator[dict[i
 
     def make(layer: int) -> Any:
         def hook(_m: nn.Module, _a: tuple[Any, ...], output: Any) -> None:
-            store[layer].append(_hidden_of(output).detach().float().cpu())
+            store[layer].append(hidden_of(output).detach().float().cpu())
 
         return hook
 

@@ -121,12 +121,9 @@ class LocalTarget(Target):
         prompts = [chat_text(self.loaded, [{"role": "user", "content": u}]) for u in users]
         cfg = GenerationConfig(max_new_tokens=settings.max_tokens, temperature=settings.temperature,
                                top_p=settings.top_p, seed=seed)
-        if self.dial is None or self.warmth == 0:
-            return generate_texts(self.loaded, prompts, config=cfg)
-        warm_coef, cold_coef = self.dial.coefficients(self.warmth)
-        vector = self.dial.cold if cold_coef != 0 and self.dial.cold is not None else self.dial.warm
-        coef = cold_coef if vector is self.dial.cold else warm_coef
-        return generate_texts(self.loaded, prompts, vector=vector, coefs=[coef] * len(prompts), config=cfg)
+        specs_for = self._specs_for()
+        specs = specs_for(len(prompts)) if specs_for is not None else []
+        return generate_texts(self.loaded, prompts, specs=specs, config=cfg)
 
     def score(self, users: Sequence[str], items: Sequence[Item]) -> list[PairScore]:
         return score_items(self.loaded, users, items, self._specs_for(), self._prefix_memo)
@@ -221,4 +218,5 @@ def parse_target(spec: str, *, model: str = "smollm2-135m", dtype: str = "float3
         return LocalTarget(spec, load(str(resolve_tuned(variant)), dtype), "checkpoint")
     if Path(spec).expanduser().is_dir():
         return LocalTarget(spec, load(str(Path(spec).expanduser()), dtype), "checkpoint")
-    raise ValueError(f"unknown target {spec!r}: use base, warmth=W, sft=warm|cold, a model folder, or http://HOST:PORT/v1#MODEL")
+    raise ValueError(f"unknown target {spec!r}: use base, warmth=W, sft=warm|cold, a model folder, "
+                     "or http://HOST:PORT/v1#MODEL")

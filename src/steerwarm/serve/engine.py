@@ -44,7 +44,7 @@ from transformers.cache_utils import DynamicLayer
 from steerwarm.models import LoadedModel
 from steerwarm.serve.registry import RowSteering, SpecKey, SteeringRegistry
 from steerwarm.serve.text import IncrementalDecoder, StopMatcher, TokenPieces
-from steerwarm.steering import Steering, _hidden_of, decoder_layers
+from steerwarm.steering import Steering, decoder_layers, hidden_of
 
 log = logging.getLogger("steerwarm.serve")
 
@@ -184,7 +184,7 @@ class _MonitorHook:
         self.handle = module.register_forward_hook(self._hook)
 
     def _hook(self, _m: torch.nn.Module, _a: tuple[Any, ...], output: Any) -> None:
-        h = _hidden_of(output)[:, -1, :].float()
+        h = hidden_of(output)[:, -1, :].float()
         self.last = (h @ self.direction.to(h.device)) / self.norm
 
     def take(self) -> torch.Tensor | None:
