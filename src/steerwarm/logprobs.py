@@ -5,6 +5,7 @@ Invariants:
 - Prefix and continuation are tokenized separately and concatenated, so the continuation's tokens are exactly
   `tokenizer(continuation)` whatever the prefix ends with; only continuation tokens are scored.
 - Batches are right-padded with an attention mask; padding never changes a row's result (up to float rounding).
+- Only positions that predict continuation tokens are unembedded; the result equals slicing full logits.
 - Steering, when wanted, is the caller's context (`with steer(...)`): this module adds no hooks.
 """
 
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from steerwarm.models import LoadedModel
+from steerwarm.steering import backbone
 
 
 def continuation_logprobs(
@@ -50,13 +52,14 @@ def continuation_logprobs(
         for i, (ids, _) in enumerate(chunk):
             input_ids[i, : len(ids)] = torch.tensor(ids)
             mask[i, : len(ids)] = 1
+        # Only the positions that predict a continuation token go through the unembedding (49k wide here).
+        rows = torch.cat([torch.full((n_cont,), i) for i, (_, n_cont) in enumerate(chunk)])
+        cols = torch.cat([torch.arange(len(ids) - n_cont - 1, len(ids) - 1) for ids, n_cont in chunk])
         with torch.inference_mode():
-            logits = model(input_ids=input_ids, attention_mask=mask, use_cache=False).logits.float()
-        logp = torch.log_softmax(logits, dim=-1)
-        for i, (ids, n_cont) in enumerate(chunk):
-            n = len(ids)
-            targets = input_ids[i, n - n_cont:n]
-            out.append(logp[i, n - n_cont - 1:n - 1].gather(-1, targets[:, None])[:, 0].clone())
+            hidden = backbone(model)(input_ids=input_ids, attention_mask=mask, use_cache=False).last_hidden_state
+            logits = model.get_output_embeddings()(hidden[rows, cols]).float()  # type: ignore[operator]
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, input_ids[rows, cols + 1][:, None])[:, 0]
+        out.extend(t.clone() for t in logp.split([n_cont for _, n_cont in chunk]))
     return out
 
 
