@@ -12,6 +12,7 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -57,9 +58,10 @@ def continuation_logprobs(
         cols = torch.cat([torch.arange(len(ids) - n_cont - 1, len(ids) - 1) for ids, n_cont in chunk])
         with torch.inference_mode():
             hidden = backbone(model)(input_ids=input_ids, attention_mask=mask, use_cache=False).last_hidden_state
-            logits = model.get_output_embeddings()(hidden[rows, cols]).float()  # type: ignore[operator]
+            head: Any = model.get_output_embeddings()  # type: ignore[no-untyped-call]
+            logits = head(hidden[rows, cols]).float()
         logp = torch.log_softmax(logits, dim=-1).gather(-1, input_ids[rows, cols + 1][:, None])[:, 0]
-        out.extend(t.clone() for t in logp.split([n_cont for _, n_cont in chunk]))
+        out.extend(t.clone() for t in torch.split(logp, [n_cont for _, n_cont in chunk]))
     return out
 
 
