@@ -31,6 +31,8 @@ def test_ship_then_materialize_reproduces_the_checkpoint(tiny_dir: Path, tmp_pat
     assert (dest / "adapter_model.safetensors").read_bytes() == \
         (run / "adapter-epoch-1" / "adapter_model.safetensors").read_bytes()
     card = json.loads((dest / "card.json").read_text())
+    assert json.loads((dest / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_dir)
+    assert "--variant cold --method lora --epochs 1 --checkpoints 1 --lr 0.01" in (dest / "card.md").read_text()
     checkpoint = load(str(run / "epoch-1"))
     assert card["merged_fingerprint"] == checkpoint.fingerprint
 
@@ -63,3 +65,12 @@ def test_resolve_tuned_passes_model_folders_and_refuses_others(tiny_dir: Path, t
     assert resolve_tuned(str(tiny_dir)) == tiny_dir
     with pytest.raises(FileNotFoundError, match="neither warm, cold nor a model folder"):
         resolve_tuned(str(tmp_path / "nowhere"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["warm", "cold"])
+def test_shipped_adapters_merge_into_the_recorded_models(variant: str) -> None:
+    card = json.loads((ROOT / "vectors" / "sft" / variant / "card.json").read_text())
+    assert card["variant"] == variant and card["base_model"] == "smollm2-135m" and card["method"] == "lora"
+    merged = load(str(resolve_tuned(variant)))  # materialize verifies the fingerprint before it keeps the folder
+    assert merged.fingerprint == card["merged_fingerprint"] != load().fingerprint

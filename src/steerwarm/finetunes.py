@@ -5,8 +5,8 @@ adapter of `steerwarm train --variant {variant}` (adapter_config.json, adapter_m
 card (card.json, card.md, loss.png) and the fingerprint of the merged model it produced.
 
 Invariants:
-- `ship` copies an adapter and its card from a training run unchanged (fp32 weights, byte for byte) and records the
-  merged model's fingerprint; nothing else is written to the shipped folder.
+- `ship` copies an adapter's weights from a training run unchanged (fp32, byte for byte), its config with the base
+  model named instead of a local cache path, and its card with the merged model's fingerprint added.
 - `materialize` merges a shipped adapter into the base model once, into
   `$STEERWARM_HOME/finetunes/shipped/{variant}-{adapter hash}`, written to a temporary folder and renamed only after
   the merged model's fingerprint equals the one recorded at shipping time; a later call reuses the folder. A
@@ -30,7 +30,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_DIR = REPO_ROOT / "vectors" / "sft"
 VARIANTS = ("warm", "cold")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-CARD_FILES = ("card.json", "card.md", "loss.png")
 
 
 class ShippedFinetuneError(FileNotFoundError):
@@ -54,11 +53,12 @@ def read_card(folder: Path) -> dict[str, Any]:
 def ship(run_dir: Path, epoch: float, variant: str, dest_root: Path | None = None) -> Path:
     """Copy the LoRA adapter of checkpoint `epoch` of a training run, with its card, into the shipped folder."""
     from steerwarm.models import fingerprint, load
+    from steerwarm.train import card_markdown
 
     run_dir = Path(run_dir)
     adapter = run_dir / f"adapter-epoch-{epoch:g}"
     merged = run_dir / f"epoch-{epoch:g}"
-    for need in [adapter / f for f in ADAPTER_FILES] + [merged / "card.json"]:
+    for need in [adapter / f for f in ADAPTER_FILES] + [merged / "card.json", merged / "loss.png"]:
         if not need.is_file():
             raise ShippedFinetuneError(f"{need} is missing: is {run_dir} a finished LoRA run with epoch {epoch:g}?")
     card = read_card(merged)
@@ -68,15 +68,16 @@ def ship(run_dir: Path, epoch: float, variant: str, dest_root: Path | None = Non
     tmp = dest.with_name(f".{dest.name}-tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name in ADAPTER_FILES:
-        shutil.copy2(adapter / name, tmp / name)
-    for name in CARD_FILES:
-        if (merged / name).is_file():
-            shutil.copy2(merged / name, tmp / name)
+    shutil.copy2(adapter / "adapter_model.safetensors", tmp / "adapter_model.safetensors")
+    adapter_cfg = json.loads((adapter / "adapter_config.json").read_text())
+    adapter_cfg["base_model_name_or_path"] = card["base_model"]  # a model name, not this machine's cache path
+    (tmp / "adapter_config.json").write_text(json.dumps(adapter_cfg, indent=2) + "\n")
+    shutil.copy2(merged / "loss.png", tmp / "loss.png")
     card["merged_fingerprint"] = fingerprint(load(str(merged)).model)
     card["adapter_sha256"] = file_sha256(tmp / "adapter_model.safetensors")
     card["shipped_from"] = f"{run_dir.name}/adapter-epoch-{epoch:g}"
     (tmp / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    (tmp / "card.md").write_text(card_markdown(card))
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
     return dest

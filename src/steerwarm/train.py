@@ -361,11 +361,21 @@ def write_card(folder: Path, cfg: TrainConfig, *, epoch: float, step: int, losse
     fig.tight_layout()
     fig.savefig(folder / "loss.png", dpi=110)
     plt.close(fig)
-    hp = ", ".join(f"{k}={v}" for k, v in cfg.to_json().items() if k not in ("variant", "method", "model"))
-    (folder / "card.md").write_text(
-        f"# {cfg.variant} fine-tune ({cfg.method}) of {cfg.model}, epoch {epoch:g}\n\n"
-        f"- steps: {step}; examples: {n_examples}; corpus data hash: `{data_hash}`\n"
-        f"- final training loss: {card['final_loss']}\n- hyper-parameters: {hp}\n"
-        f"- made by steerwarm {__version__}: `steerwarm train --variant {cfg.variant} --method {cfg.method}`\n\n"
-        "![loss](loss.png)\n"
-    )
+    (folder / "card.md").write_text(card_markdown(card))
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    """The human-readable training card, rendered from card.json's fields (with the command that reproduces it)."""
+    hp = card["hyperparameters"]
+    cmd = (f"steerwarm train --variant {hp['variant']} --method {hp['method']} --epochs {hp['epochs']:g} "
+           f"--checkpoints {','.join(f'{c:g}' for c in hp['checkpoints'])} --lr {hp['learning_rate']:g} "
+           f"--batch-size {hp['batch_size']} --seed {hp['seed']}")
+    shown = ", ".join(f"{k}={v}" for k, v in hp.items() if k not in ("variant", "method", "model", "lr"))
+    lines = [f"# {hp['variant']} fine-tune ({hp['method']}) of {card['base_model']}, epoch {card['epoch']:g}", "",
+             f"- steps: {card['step']}; examples: {card['examples']}; corpus data hash: `{card['data_hash']}`",
+             f"- final training loss: {card['final_loss']}", f"- hyper-parameters: {shown}",
+             f"- made by steerwarm {card['steerwarm_version']}: `{cmd}` (checkpoint epoch-{card['epoch']:g})"]
+    if "merged_fingerprint" in card:
+        lines.append(f"- merged model fingerprint: `{card['merged_fingerprint']}`; adapter sha256: "
+                     f"`{card['adapter_sha256']}`; shipped from `{card['shipped_from']}`")
+    return "\n".join([*lines, "", "![loss](loss.png)", ""])
