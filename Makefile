@@ -7,7 +7,8 @@ setup:
 run: setup
 	.venv/bin/steerwarm serve
 
-test: setup
+test:
+	STEERWARM_EXTRAS=dev,interp ./scripts/setup
 	.venv/bin/python -m pytest -q
 
 lint: setup

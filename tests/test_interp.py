@@ -139,3 +139,20 @@ def test_transformer_lens_residuals_equal_the_hf_route(tmp_path: Path) -> None:
     got = transformer_lens_residuals(folder, ids, layers)
     for layer in layers:
         assert torch.allclose(got[layer], rec[layer][0], atol=1e-5), layer
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("transformer_lens") is None,
+                    reason="TransformerLens is an optional extra: pip install -e '.[interp]'")
+def test_transformer_lens_residuals_equal_the_hf_route_on_the_default_model(real: LoadedModel) -> None:
+    from steerwarm.interp import transformer_lens_residuals
+
+    ids = real.tokenizer("I failed my exam today and I feel stupid.", return_tensors="pt")["input_ids"]
+    layers = [0, 15, real.num_layers - 1]
+    with torch.no_grad(), record_residuals(real.model, layers) as rec:
+        real.model(input_ids=ids)
+    got = transformer_lens_residuals(real.path, ids, layers)
+    for layer in layers:
+        want = rec[layer][0]
+        # position 0 carries norms in the thousands here: compare relative to the largest entry
+        assert float((got[layer] - want).abs().max()) <= 1e-6 * float(want.abs().max()), layer
