@@ -101,7 +101,8 @@ def materialize(variant: str, root: Path | None = None) -> Path:
     out = steerwarm_home() / "finetunes" / "shipped" / f"{variant}-{digest[:12]}"
     if (out / "config.json").is_file():
         return out
-    merged: Any = merge_adapter(str(card.get("base_model", "smollm2-135m")), src)
+    base = load(str(card.get("base_model", "smollm2-135m")))
+    merged: Any = merge_adapter(base, src)
     want = card.get("merged_fingerprint")
     got = fingerprint(merged)
     if want is not None and got != want:
@@ -109,7 +110,7 @@ def materialize(variant: str, root: Path | None = None) -> Path:
     tmp = out.with_name(f".{out.name}-tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(str(tmp))
-    load(str(card.get("base_model", "smollm2-135m"))).tokenizer.save_pretrained(str(tmp))
+    base.tokenizer.save_pretrained(str(tmp))
     shutil.copy2(src / "card.json", tmp / "card.json")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)

@@ -310,7 +310,7 @@ def _write_checkpoint(cfg: TrainConfig, run_dir: Path, loaded: LoadedModel, mode
         adapter = run_dir / f"adapter-epoch-{epoch:g}"
         shutil.rmtree(adapter, ignore_errors=True)
         model.save_pretrained(str(adapter))  # type: ignore[operator]
-        merged: Any = merge_adapter(cfg.model, adapter)
+        merged: Any = merge_adapter(load(cfg.model), adapter)
         merged.save_pretrained(str(tmp))
     else:
         model.save_pretrained(str(tmp))  # type: ignore[operator]
@@ -321,12 +321,11 @@ def _write_checkpoint(cfg: TrainConfig, run_dir: Path, loaded: LoadedModel, mode
     return folder
 
 
-def merge_adapter(base_model: str, adapter_dir: Path) -> torch.nn.Module:
-    """A fresh copy of the base model with the LoRA adapter merged in (fp32)."""
+def merge_adapter(base: LoadedModel, adapter_dir: Path) -> torch.nn.Module:
+    """The LoRA adapter merged into `base`'s weights, in place: pass a fresh load, not a model still in use."""
     from peft import PeftModel
 
-    base = load(base_model).model
-    peft_model = PeftModel.from_pretrained(base, str(adapter_dir))
+    peft_model = PeftModel.from_pretrained(base.model, str(adapter_dir))
     merged: torch.nn.Module = peft_model.merge_and_unload()
     merged.__dict__.pop("_steerwarm_fingerprint", None)  # computed on the base weights, which the merge changed
     return merged
