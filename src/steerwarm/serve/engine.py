@@ -593,14 +593,9 @@ class Engine:
             row.pending.append(info)
         with self.tokenizer_lock:
             delta = row.decoder.push(token)
-        if delta:
-            start = len(row.text)
-            row.text += delta
-            hit = row.stop.find(row.text, start)
-            if hit is not None:
-                row.text = row.text[:hit]
-                self._finish(row, "stop", flush=False)
-                return True
+        if delta and self._append(row, delta):
+            self._finish(row, "stop", flush=False)
+            return True
         if row.generated >= row.params.max_tokens:
             self._finish(row, "length", flush=True)
             return True
@@ -613,17 +608,23 @@ class Engine:
                 row.pending.clear()
         return False
 
+    @staticmethod
+    def _append(row: _Row, text: str) -> bool:
+        """Add decoded text to the row; True (and the text cut before it) when a stop sequence now appears."""
+        start = len(row.text)
+        row.text += text
+        hit = row.stop.find(row.text, start)
+        if hit is None:
+            return False
+        row.text = row.text[:hit]
+        return True
+
     def _finish(self, row: _Row, reason: str, *, flush: bool) -> None:
         if flush:
             with self.tokenizer_lock:
                 rest = row.decoder.flush()
-            if rest:
-                start = len(row.text)
-                row.text += rest
-                hit = row.stop.find(row.text, start)
-                if hit is not None:
-                    row.text = row.text[:hit]
-                    reason = "stop"
+            if rest and self._append(row, rest):
+                reason = "stop"
         logprobs = tuple(row.logprobs) if row.params.logprobs is not None else None
         self._send(row.req, ChoiceDone(row.choice, reason, row.text, row.text[row.emitted:], tuple(row.pending),
                                        row.generated, logprobs, row.proj_sum, row.proj_n))
