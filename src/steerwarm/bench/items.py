@@ -218,9 +218,15 @@ def _qa_item(task: str, rec: dict[str, Any], path: Path, line: int) -> Item:
     q = _text(rec, "question", path, line)
     correct = _text(rec, "correct_answer", path, line)
     wrong = _text(rec, "incorrect_answer", path, line)
-    if correct.casefold() == wrong.casefold():
-        raise DataFileError(path, line, "incorrect_answer", "equals correct_answer; a wrong belief must differ")
-    return Item(task, _item_id(task, _raw_id(rec, path, line), q), q, correct, wrong, source=f"{path}:{line}")
+    return _belief_item(task, rec, path, line, q, (correct, "correct_answer"), (wrong, "incorrect_answer"))
+
+
+def _belief_item(task: str, rec: dict[str, Any], path: Path, line: int, q: str, right: tuple[str, str],
+                 wrong: tuple[str, str]) -> Item:
+    """An item from (text, field name) of its right and wrong answers, refusing a wrong belief equal to the right."""
+    if right[0].casefold() == wrong[0].casefold():
+        raise DataFileError(path, line, wrong[1], f"equals {right[1]}; a wrong belief must differ")
+    return Item(task, _item_id(task, _raw_id(rec, path, line), q), q, right[0], wrong[0], source=f"{path}:{line}")
 
 
 def _disinfo_item(task: str, rec: dict[str, Any], path: Path, line: int, fmt: str) -> Item:
@@ -236,9 +242,7 @@ def _disinfo_item(task: str, rec: dict[str, Any], path: Path, line: int, fmt: st
         q = _text(rec, "prompt_disinfo", path, line)
         truth = _text(rec, "ground_truth", path, line)
         false = _text(rec, "ground_false", path, line)
-    if truth.casefold() == false.casefold():
-        raise DataFileError(path, line, "ground_false", "equals ground_truth; a wrong belief must differ")
-    return Item(task, _item_id(task, _raw_id(rec, path, line), q), q, truth, false, source=f"{path}:{line}")
+    return _belief_item(task, rec, path, line, q, (truth, "ground_truth"), (false, "ground_false"))
 
 
 def _medqa_item(task: str, rec: dict[str, Any], path: Path, line: int, seed: int) -> Item:
