@@ -30,6 +30,7 @@ import torch
 
 from steerwarm.extract import TextItem, response_activations
 from steerwarm.models import LoadedModel
+from steerwarm.plots import pyplot, save_figure
 from steerwarm.shards import open_shards, read_layer, read_lengths
 from steerwarm.vectors import SteeringVector
 
@@ -137,19 +138,8 @@ class InspectInputs:
     layer: int | None = None
 
 
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig: Any, out: Path, name: str) -> str:
-    fig.tight_layout()
-    fig.savefig(out / name, dpi=110)
-    _plt().close(fig)
+    save_figure(fig, out / name)
     return name
 
 
@@ -163,7 +153,7 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]
 
 def _line_plot(series: Mapping[str, Mapping[int, float]], out: Path, name: str, *, ylabel: str, title: str,
                ylim: tuple[float, float], hline: float) -> str:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for label, values in series.items():
         ax.plot(list(values), list(values.values()), marker="o", label=label)
@@ -179,7 +169,7 @@ def _series_table(series: Mapping[str, Mapping[int, float]]) -> list[str]:
 
 
 def _norms_section(vec: SteeringVector, out: Path) -> list[str]:
-    plt = _plt()
+    plt = pyplot()
     layers = sorted(vec.directions)
     md = ["## Per-layer norms", "",
           "Typical norm: median residual norm over response tokens (position 0 excluded). Raw difference norm: the "
@@ -261,7 +251,7 @@ def _projections_section(inputs: InspectInputs, layer: int, out: Path) -> list[s
             groups[f"{label} (read by the base model)"] = text_projections(inputs.model, items, vec, layer)
     if not groups:
         return [*md, "No activation caches (--cache) or texts (--texts) given: no projections."]
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for label, proj in groups.items():
         ax.hist(proj, bins=20, alpha=0.5, label=label)

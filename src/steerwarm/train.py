@@ -333,10 +333,9 @@ def merge_adapter(base: LoadedModel, adapter_dir: Path) -> torch.nn.Module:
 
 def write_card(folder: Path, cfg: TrainConfig, *, epoch: float, step: int, losses: list[float], data_hash: str,
                n_examples: int) -> None:
-    import matplotlib
+    from steerwarm.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     card = {
         "steerwarm_version": __version__,
@@ -359,9 +358,7 @@ def write_card(folder: Path, cfg: TrainConfig, *, epoch: float, step: int, losse
     ax.set_ylabel("assistant-token loss")
     ax.set_title(f"{cfg.variant} {cfg.method} fine-tune of {cfg.model} (to epoch {epoch:g})")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(folder / "loss.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, folder / "loss.png")
     (folder / "card.md").write_text(card_markdown(card))
 
 

@@ -159,10 +159,9 @@ def to_markdown(cmp: Comparison) -> str:
 def plot(cmp: Comparison, path: Path) -> Path | None:
     if not cmp.cells:
         return None
-    import matplotlib
+    from steerwarm.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     tasks = sorted({c["task"] for c in cmp.cells})
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 4.2), squeeze=False, sharey=True)
@@ -180,11 +179,7 @@ def plot(cmp: Comparison, path: Path) -> Path | None:
         ax.set_title(task)
     axes[0][0].set_ylabel(f"error B - A (pp)\nB = {cmp.b}")
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_comparison(cmp: Comparison, out_dir: Path) -> dict[str, Path]:

@@ -100,10 +100,9 @@ def plot_report(data: dict[str, Any], path: Path) -> Path | None:
     tasks = [t for t in data["tasks"] if data["tasks"][t].get("by_context")]
     if not tasks:
         return None
-    import matplotlib
+    from steerwarm.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = data["runs"]
     fig, axes = plt.subplots(2, len(tasks), figsize=(4.4 * len(tasks), 7.5), squeeze=False)
@@ -122,11 +121,7 @@ def plot_report(data: dict[str, Any], path: Path) -> Path | None:
             ax.set_ylim(0, 100)
         axes[0][col].set_ylabel("error %")
     axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_report(run_dirs: Sequence[Path], out_dir: Path, reference: int = 0) -> dict[str, Path]:
