@@ -15,6 +15,7 @@ from steerwarm.directions import (
     COLD_SYSTEM,
     WARM_SYSTEM,
     corpus_contrast_items,
+    difference_vector,
     extract_sft,
     sft_items,
     system_prompt_items,
@@ -138,3 +139,25 @@ def test_cli_extract_sft_on_saved_models(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "another run" in res.output
     meta = json.loads(json.dumps(vec.metadata()))
     assert meta["provenance"]["method"] == "sft-diff-mean"
+
+
+def test_difference_cancels_the_shared_shift(pair: tuple[LoadedModel, LoadedModel, torch.Tensor],
+                                             tmp_path: Path) -> None:
+    """Two 'fine-tunes' = one shared shift plus opposite specific shifts: their raw directions are close, their
+    difference is the specific shift alone, recovered from the raw norms the vectors keep."""
+    base, _, shared = pair
+    specific = torch.zeros_like(shared)
+    specific[0] = 0.2 * float(shared.norm())  # small, and orthogonal enough to the shared shift to be told apart
+    specific -= (specific @ shared) / (shared @ shared) * shared
+    warm = as_loaded(shifted(base.model, LAYER, shared + specific), "warm")
+    cold = as_loaded(shifted(base.model, LAYER, shared - specific), "cold")
+    vw = extract_sft(base, warm, PROMPTS, tmp_path / "w", layers=[1, 2], max_new_tokens=6, name="w")
+    vc = extract_sft(base, cold, PROMPTS, tmp_path / "c", layers=[1, 2], max_new_tokens=6, name="c")
+    assert float(vw.directions[1] @ vc.directions[1]) > 0.9  # dominated by the shared shift
+    diff = difference_vector(vw, vc, name="w-minus-c")
+    assert float(diff.directions[1] @ (specific / specific.norm())) > 0.99
+    assert diff.extra["raw_diff_norm"]["1"] == pytest.approx(2 * float(specific.norm()), rel=1e-3)
+    assert diff.provenance.method == "model-diff-difference" and diff.model_fingerprint == base.fingerprint
+    vw.extra.pop("raw_diff_norm")
+    with pytest.raises(ValueError, match="raw difference norms"):
+        difference_vector(vw, vc, name="x")

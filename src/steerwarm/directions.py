@@ -9,7 +9,10 @@
   taken round-robin over query types);
 - system-prompt contrast (`system_prompt_items`): the base model over the same neutral answers under a warm versus a
   cold system prompt (ours, below); with identical answer tokens on both sides the difference is due to the system
-  prompt alone.
+  prompt alone;
+- difference of two model diffs (`difference_vector`): (warm - base) - (cold - base) per layer, from the raw
+  (unnormalised) mean differences the two vectors keep in `extra['raw_diff_norm']`. What both fine-tunes share (the
+  effect of fine-tuning on our corpus at all: format, length, register) cancels; what separates warm from cold stays.
 
 Invariants:
 - `extract_sft` generates each model's answers once (greedy, logged in `CACHE/responses.jsonl`, resumable) and
@@ -29,7 +32,7 @@ from steerwarm.answers import AnswerLog, model_answers
 from steerwarm.extract import TextItem, check_same_tokenizer, vector_from_pairs
 from steerwarm.models import LoadedModel
 from steerwarm.shards import read_layer, write_shards
-from steerwarm.vectors import SteeringVector, data_hash
+from steerwarm.vectors import Provenance, SteeringVector, data_hash
 from steerwarm.warmth_compare import Prompt, balanced_conversations
 
 WARM_SYSTEM = (
@@ -110,3 +113,31 @@ def system_prompt_items(split: str = "train", limit: int | None = None, *, warm_
     warm = [TextItem(c.assistant_turns[0].neutral, prompt=c.first_user, system=warm_system) for c in convs]
     cold = [TextItem(c.assistant_turns[0].neutral, prompt=c.first_user, system=cold_system) for c in convs]
     return warm, cold
+
+
+def difference_vector(plus: SteeringVector, minus: SteeringVector, *, name: str) -> SteeringVector:
+    """Per shared layer, the direction of `plus`'s raw difference minus `minus`'s (see the module docstring).
+
+    Both vectors must be raw model-diff directions of the same base model (same fingerprint, `raw_diff_norm` kept);
+    typical norms are taken from `plus` (both come from the same base model's activations)."""
+    if plus.model_fingerprint != minus.model_fingerprint:
+        raise ValueError(f"{plus.name!r} and {minus.name!r} were made for different models")
+    layers = sorted(set(plus.directions) & set(minus.directions))
+    if not layers:
+        raise ValueError(f"{plus.name!r} and {minus.name!r} share no layer")
+    diffs = {}
+    for layer in layers:
+        raw = [v.extra.get("raw_diff_norm", {}).get(str(layer)) for v in (plus, minus)]
+        if raw[0] is None or raw[1] is None:
+            raise ValueError(f"layer {layer}: both vectors need their raw difference norms (extra['raw_diff_norm']); "
+                             "only raw extractions keep them")
+        diffs[layer] = raw[0] * plus.directions[layer] - raw[1] * minus.directions[layer]
+    cos = {str(layer): float(plus.directions[layer] @ minus.directions[layer]) for layer in layers}
+    prov = Provenance(method="model-diff-difference",
+                      data_hash=data_hash([plus.provenance.data_hash, minus.provenance.data_hash]),
+                      params={"plus": plus.name, "minus": minus.name, "plus_method": plus.provenance.method,
+                              "minus_method": minus.provenance.method, "plus_params": plus.provenance.params,
+                              "minus_params": minus.provenance.params})
+    return SteeringVector.from_differences(diffs, {layer: plus.norms[layer] for layer in layers},
+                                           model_fingerprint=plus.model_fingerprint, model_name=plus.model_name,
+                                           provenance=prov, name=name, extra={"source_cosine": cos})

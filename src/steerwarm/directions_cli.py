@@ -1,4 +1,5 @@
-"""Commands for warmth directions: `extract sft|corpus|system-prompt`, `choose-layer`, `calibrate`, `inspect`.
+"""Commands for warmth directions: `extract sft|corpus|system-prompt|difference`, `choose-layer`, `calibrate`,
+`inspect`.
 
 Invariant: thin, like `cli`: each command parses, calls `directions`, `calibrate` or `interp`, saves and prints;
 `register` attaches them to the main app (the shared helpers `_fail`, `_layers` and `console` live in `cli`).
@@ -91,6 +92,26 @@ def extract_sft(
         return
     p = vec.provenance.params
     _saved(vec, out, f"{p['n_items']} items, {p['n_tokens']} tokens, tuned {label}")
+
+
+def extract_difference(
+    plus: Annotated[Path, typer.Argument(help="Raw model-diff vector to keep (e.g. the warm one).")],
+    minus: Annotated[Path, typer.Argument(help="Raw model-diff vector to subtract (e.g. the cold one).")],
+    out: Annotated[Path, typer.Option(help="Output .safetensors path.")],
+    name: Annotated[str | None, typer.Option(help="Vector name (default PLUS-minus-MINUS).")] = None,
+) -> None:
+    """Direction of (plus - base) - (minus - base) per layer: what two fine-tunes do differently."""
+    from steerwarm.cli import _fail
+    from steerwarm.directions import difference_vector
+    from steerwarm.vectors import SteeringVector
+
+    a, b = SteeringVector.load(plus), SteeringVector.load(minus)
+    try:
+        vec = difference_vector(a, b, name=name or f"{a.name}-minus-{b.name}")
+    except ValueError as exc:
+        _fail(str(exc))
+        return
+    _saved(vec, out, f"{a.name} minus {b.name}")
 
 
 def _contrast_command(source: str, default_name: str, doc: str) -> Callable[..., None]:
@@ -273,6 +294,7 @@ def register(app: typer.Typer, extract_app: typer.Typer) -> None:
     extract_app.command("sft")(extract_sft)
     extract_app.command("corpus")(extract_corpus)
     extract_app.command("system-prompt")(extract_system_prompt)
+    extract_app.command("difference")(extract_difference)
     app.command("choose-layer")(choose_layer)
     app.command("calibrate")(calibrate)
     app.command("inspect")(inspect)
