@@ -156,3 +156,29 @@ def test_transformer_lens_residuals_equal_the_hf_route_on_the_default_model(real
         want = rec[layer][0]
         # position 0 carries norms in the thousands here: compare relative to the largest entry
         assert float((got[layer] - want).abs().max()) <= 1e-6 * float(want.abs().max()), layer
+
+
+def test_card_lists_provenance_cosines_and_calibration(tiny: LoadedModel, tmp_path: Path) -> None:
+    from steerwarm.vectors import Calibration
+
+    vec = random_vector(tiny, [1], seed=1, name="warmish")
+    vec.calibration = Calibration(dial=[0.0, 1.0], coef=[0.0, 0.25],
+                                  curve=[{"coef": 0.0, "dial": 0.0, "p_warm": 0.4}, {"coef": 0.25, "dial": 1.0,
+                                                                                     "p_warm": 0.6}], note="fit")
+    vec.extra["calibration_reference"] = {"label": "reference warm", "p_warm": 0.6, "p_warm_se": 0.01, "n": 48}
+    other = random_vector(tiny, seed=2, name="other")
+    vec.save(tmp_path / "v.safetensors")
+    other.save(tmp_path / "o.safetensors")
+    res = CliRunner().invoke(app, ["card", str(tmp_path / "v.safetensors"), "--against",
+                                   f"corpus={tmp_path / 'o.safetensors'}", "--made-by", "`steerwarm calibrate`",
+                                   "--out", str(tmp_path / "card.md")])
+    assert res.exit_code == 0, res.output
+    text = (tmp_path / "card.md").read_text()
+    cos = layer_cosines(vec, other)
+    assert "| layer | corpus |" in text and f"| 1 | {cos[1]:.4f} |" in text
+    assert "1 = the reference `reference warm` (p_warm 0.6000 ± 0.0100, n 48)" in text
+    assert "| 1.0000 | 0.2500 |" in text  # the dial -> coef table
+    assert "made with: `steerwarm calibrate`" in text and "## Layer choice" in text
+    bad = CliRunner().invoke(app, ["card", str(tmp_path / "v.safetensors"), "--against", "nolabel",
+                                   "--out", str(tmp_path / "c2.md")])
+    assert bad.exit_code == 2 and "LABEL=VECTOR" in bad.output

@@ -1,5 +1,5 @@
 """Commands for warmth directions: `extract sft|corpus|system-prompt|difference`, `choose-layer`, `calibrate`,
-`inspect`.
+`inspect`, `card`.
 
 Invariant: thin, like `cli`: each command parses, calls `directions`, `calibrate` or `interp`, saves and prints;
 `register` attaches them to the main app (the shared helpers `_fail`, `_layers` and `console` live in `cli`).
@@ -290,6 +290,27 @@ def inspect(
     console.print(f"wrote {report} and {len(list(out.glob('*.png')))} plots")
 
 
+def card(
+    vector: Annotated[Path, typer.Argument(help="Vector file.")],
+    out: Annotated[Path, typer.Option(help="Output Markdown card.")],
+    against: Annotated[list[str] | None, typer.Option(help="LABEL=VECTOR to compare (cosines); repeat.")] = None,
+    made_by: Annotated[str, typer.Option(help="The commands that made the vector, for the card.")] = "",
+) -> None:
+    """Write a vector's card: provenance, layer table, calibration curve, cosines to other sources."""
+    from steerwarm.cli import _fail, console
+    from steerwarm.interp import vector_card
+    from steerwarm.vectors import SteeringVector
+
+    others = {}
+    for spec in against or []:
+        label, sep, path = spec.partition("=")
+        if not sep:
+            _fail(f"--against wants LABEL=VECTOR, got {spec!r}")
+        others[label] = SteeringVector.load(path)
+    out.write_text(vector_card(SteeringVector.load(vector), others, made_by=made_by), encoding="utf-8")
+    console.print(f"wrote {out}")
+
+
 def register(app: typer.Typer, extract_app: typer.Typer) -> None:
     extract_app.command("sft")(extract_sft)
     extract_app.command("corpus")(extract_corpus)
@@ -298,3 +319,4 @@ def register(app: typer.Typer, extract_app: typer.Typer) -> None:
     app.command("choose-layer")(choose_layer)
     app.command("calibrate")(calibrate)
     app.command("inspect")(inspect)
+    app.command("card")(card)

@@ -273,12 +273,7 @@ def inspect_vector(inputs: InspectInputs, out: Path) -> Path:
     layer = inputs.layer if inputs.layer is not None else vec.layers[0]
     if layer not in vec.directions:
         raise ValueError(f"layer {layer} has no direction in {vec.name!r} (layers {layers})")
-    md = [f"# Steering vector `{vec.name}`", "",
-          f"- model: {vec.model_name} (`{vec.model_fingerprint}`)",
-          f"- method: {vec.provenance.method}, data hash `{vec.provenance.data_hash}`, made {vec.provenance.created}",
-          f"- provenance params: `{json.dumps(vec.provenance.params, sort_keys=True)}`",
-          f"- layers: {layers[0]}-{layers[-1]} ({len(layers)}); default steering layers {vec.layers}; "
-          f"the layer inspected below: {layer}", ""]
+    md = [*_header(vec, "Steering vector"), f"- the layer inspected below: {layer}", ""]
     for section in (_norms_section(vec, out), _cosines_section(vec, inputs.against, out),
                     _probe_section(inputs.caches, out), _lens_section(inputs, layer),
                     _projections_section(inputs, layer, out), _extra_sections(vec)):
@@ -286,6 +281,38 @@ def inspect_vector(inputs: InspectInputs, out: Path) -> Path:
     path = out / "report.md"
     path.write_text("\n".join(md) + "\n", encoding="utf-8")
     return path
+
+
+def _header(vec: SteeringVector, title: str) -> list[str]:
+    layers = sorted(vec.directions)
+    return [f"# {title} `{vec.name}`", "",
+            f"- model: {vec.model_name} (`{vec.model_fingerprint}`)",
+            f"- method: {vec.provenance.method}, data hash `{vec.provenance.data_hash}`, made {vec.provenance.created}"
+            f" by steerwarm {vec.provenance.steerwarm_version}",
+            f"- provenance params: `{json.dumps(vec.provenance.params, sort_keys=True)}`",
+            f"- layers: {layers[0]}-{layers[-1]} ({len(layers)}); default steering layers {vec.layers}"]
+
+
+def vector_card(vec: SteeringVector, against: Mapping[str, SteeringVector], *, made_by: str = "") -> str:
+    """The card shipped next to a vector: how it was made (provenance, data hash, the commands), the layer table,
+    the calibration curve and the cosines to other sources at every layer (no plots, no model needed)."""
+    md = [*_header(vec, "Vector card:")]
+    if made_by:
+        md.append(f"- made with: {made_by}")
+    if vec.calibration is not None:
+        ref = vec.extra.get("calibration_reference", {})
+        nan = float("nan")
+        md.append(f"- dial: warmth w steers layers {vec.layers} with raw coefficient coef(w) x typical norm "
+                  f"(table below); 1 = the reference `{ref.get('label', '?')}` (p_warm {ref.get('p_warm', nan):.4f}"
+                  f" ± {ref.get('p_warm_se', nan):.4f}, n {ref.get('n', '?')})")
+    md += ["", "## Cosines with the other sources", ""]
+    if against:
+        cos = {label: layer_cosines(vec, other) for label, other in against.items()}
+        md += _series_table(cos)
+    else:
+        md.append("No other sources compared.")
+    md += ["", *_extra_sections(vec)]
+    return "\n".join(md) + "\n"
 
 
 def _extra_sections(vec: SteeringVector) -> list[str]:
