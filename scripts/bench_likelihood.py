@@ -90,6 +90,8 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--previous", default=PREVIOUS_REV, help="git revision of the previous scorer ('' to skip)")
     ap.add_argument("--no-full", action="store_true", help="skip the old-style full-sequence reference")
+    ap.add_argument("--also-dtype", default="", help="also time the scorer on the model loaded in this dtype "
+                    "(e.g. bfloat16), with its verdict agreement against --dtype")
     args = ap.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
@@ -119,6 +121,10 @@ def main() -> None:
         "new": lambda u, i: score_items(loaded, u, i, None, memo_new)}
     if not args.no_full:
         methods["full"] = lambda u, i: full_sequences(loaded, u, i)
+    if args.also_dtype:
+        other = load("smollm2-135m", args.also_dtype)
+        memo_other: dict = {}
+        methods[f"new-{args.also_dtype}"] = lambda u, i: score_items(other, u, i, None, memo_other)
     prev = previous_scorer(args.previous) if args.previous else None
     if prev is not None:
         memo_prev: dict = {}
@@ -155,6 +161,13 @@ def main() -> None:
                          for a, b in zip(results[name], results[ref], strict=True))
             print(f"{name} vs {ref}: max |log-prob sum difference| {diff:.2e}; same verdicts {same}/{n_prompts}; "
                   f"same token counts {tokens}")
+    if args.also_dtype:
+        a_res, b_res = results["new"], results[f"new-{args.also_dtype}"]
+        same = sum(a.is_incorrect == b.is_incorrect for a, b in zip(a_res, b_res, strict=True))
+        diff = max(abs(a.correct.logprob_sum - b.correct.logprob_sum) for a, b in zip(a_res, b_res, strict=True))
+        print(f"new-{args.also_dtype} vs new ({args.dtype}): same verdicts {same}/{n_prompts}; max |log-prob sum "
+              f"difference| {diff:.3f}; error rates {sum(a.is_incorrect for a in a_res)} vs "
+              f"{sum(b.is_incorrect for b in b_res)} of {n_prompts}")
     print(f"\n{'method':<10} {'prompts/s (median)':>19} {'projected full run':>19}")
     for name in names:
         per_prompt = statistics.median(seconds[name]) / n_prompts

@@ -64,13 +64,13 @@ class AnswerLog:
                     continue  # a torn line from a killed run: its prompt is answered again
 
     def answers(self, key: str, prompts: Sequence[Prompt], generate: Generate, *, batch_size: int = 8,
-                desc: str = "answers") -> list[str]:
+                desc: str = "answers", progress: bool = True) -> list[str]:
         """The answer to every prompt under `key`, generating (batch by batch) only those not logged yet."""
         todo = [p for p in prompts if (key, p.id) not in self.rows]
         if todo:
             if self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            with tqdm(total=len(todo), desc=desc) as bar:
+            with tqdm(total=len(todo), desc=desc, disable=not progress) as bar:
                 for start in range(0, len(todo), batch_size):
                     chunk = todo[start:start + batch_size]
                     texts = generate([p.text for p in chunk])

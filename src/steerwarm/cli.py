@@ -26,6 +26,7 @@ app.add_typer(vector_app, name="vector")
 app.add_typer(warmth_app, name="warmth")
 from steerwarm.corpus.cli import app as corpus_app; app.add_typer(corpus_app, name="corpus")  # noqa: E402, E702, I001
 from steerwarm.bench.cli import app as bench_app; app.add_typer(bench_app, name="bench")  # noqa: E402, E702, I001
+from steerwarm.bench.sweep_cli import app as sweep_app; app.add_typer(sweep_app, name="sweep")  # noqa: E402, E702, I001
 from steerwarm.directions_cli import register as _register_directions; _register_directions(app, extract_app)  # noqa: E402, E702, I001
 from steerwarm.finetunes_cli import app as finetune_app; app.add_typer(finetune_app, name="finetune")  # noqa: E402, E702, I001
 console = Console()

@@ -29,6 +29,7 @@ def test_wilson_hand_and_statsmodels() -> None:
     lo, hi = wilson(0, 10)  # hand: centre = (0 + z^2/20) / (1 + z^2/10), half = same -> (0, 2*centre)
     z2 = 1.959963984540054 ** 2
     assert lo == 0.0 and hi == pytest.approx(2 * (z2 / 20) / (1 + z2 / 10), abs=1e-12)
+    assert wilson(0, 12)[0] == 0.0 and wilson(12, 12)[1] == 1.0  # exact at the ends (rounding left 2.8e-17)
     for k, n in [(0, 10), (3, 10), (50, 100), (99, 100), (7, 64)]:
         ref = proportion_confint(k, n, alpha=0.05, method="wilson")
         assert wilson(k, n) == pytest.approx(ref, abs=1e-9)
@@ -142,3 +143,63 @@ def test_paper_models_run_and_report_failures() -> None:
     assert {e.level for e in models[2].effects} == {"unmodified", "emotion:sad", "stake:high"}
     flat = df.assign(is_incorrect=0)
     assert "does not vary" in (fit_effect(flat, "is_incorrect ~ is_target", "x").error or "")
+
+
+def _simulate_dial(n: int, seed: int = 3) -> pd.DataFrame:
+    """A continuous dial: log-odds rise 0.5 per unit without a belief and 0.5 + 0.4 with one; items recur (clusters)."""
+    rng = np.random.default_rng(seed)
+    w = rng.choice([-1.0, -0.5, 0.0, 0.5, 1.0], n)
+    belief = rng.integers(0, 2, n)
+    task = np.where(rng.uniform(size=n) < 0.5, "trivia", "medqa")
+    logit = -1.0 + 0.6 * (task == "medqa") + 0.3 * belief + (0.5 + 0.4 * belief) * w
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return pd.DataFrame({"is_incorrect": y, "warmth": w, "has_belief": belief, "task": task,
+                         "item": rng.integers(0, n // 10, n)})
+
+
+def test_continuous_ame_equals_statsmodels_margeff() -> None:
+    import statsmodels.formula.api as smf
+
+    df = _simulate_dial(4000)
+    formula = "is_incorrect ~ warmth + C(task) + has_belief"
+    for kwargs in ({}, {"cov_type": "cluster", "cov_kwds": {"groups": df["item"].to_numpy()}}):
+        fit = smf.logit(formula, data=df).fit(disp=0, **kwargs)
+        mine = average_marginal_effect(fit, df, "warmth", continuous=True)[0]
+        ref = fit.get_margeff(at="overall", method="dydx")
+        i = list(ref.summary_frame().index).index("warmth")
+        assert mine.ame == pytest.approx(float(ref.margeff[i]), rel=1e-6)
+        assert mine.se == pytest.approx(float(ref.margeff_se[i]), rel=1e-3)
+    res = fit_effect(df, formula, "dial", var="warmth", continuous=True, cluster="item")
+    assert res.error is None and res.effects[0].ame > 0 and res.effects[0].ci[0] > 0
+    assert res.effects[0].se == pytest.approx(float(ref.margeff_se[i]), rel=1e-3)  # ref: the clustered fit, last
+
+
+def test_continuous_ame_by_level_and_difference_delta_method() -> None:
+    import statsmodels.formula.api as smf
+
+    df = _simulate_dial(6000, seed=4)
+    fit = smf.logit("is_incorrect ~ warmth * has_belief + C(task)", data=df).fit(disp=0)
+    effects = average_marginal_effect(fit, df, "warmth", by="has_belief", continuous=True, difference=True)
+    assert [e.level for e in effects] == ["0", "1", "1 - 0"]
+    names = list(fit.params.index)
+    iw, ii = names.index("warmth"), names.index("warmth:has_belief")
+    x = np.asarray(fit.model.exog)
+    hb = df["has_belief"].to_numpy()
+
+    def levels(beta: np.ndarray) -> tuple[float, float]:  # hand: mean p(1-p) * (b_w + b_wxb * has_belief)
+        p = 1 / (1 + np.exp(-(x @ beta)))
+        d = p * (1 - p) * (beta[iw] + beta[ii] * hb)
+        return float(d[hb == 0].mean()), float(d[hb == 1].mean())
+
+    beta = np.asarray(fit.params)
+    a0, a1 = levels(beta)
+    assert effects[0].ame == pytest.approx(a0, rel=1e-6) and effects[1].ame == pytest.approx(a1, rel=1e-6)
+    assert effects[2].ame == pytest.approx(a1 - a0, rel=1e-6)
+    def diff(b: np.ndarray) -> float:
+        lo, hi = levels(b)
+        return hi - lo
+
+    grad = np.array([(diff(beta + h) - diff(beta - h)) / 2e-6 for h in np.eye(len(beta)) * 1e-6])
+    se = float(np.sqrt(grad @ np.asarray(fit.cov_params()) @ grad))
+    assert effects[2].se == pytest.approx(se, rel=1e-3)
+    assert effects[2].ame > 0  # the planted extra slope with a belief

@@ -88,6 +88,8 @@ def run_cmd(
                         ] = None,
     mode: Annotated[str, typer.Option(help="likelihood (judge-free) or generate.")] = "likelihood",
     limit: Annotated[int | None, typer.Option(min=1, help="First N items per task.")] = None,
+    per_item: Annotated[int | None, typer.Option(min=1, help="Seeded subsample: K prompts per item, the same for "
+                                                             "every target (stratified over conditions).")] = None,
     templates: Annotated[str | None, typer.Option(help="Subset of original,original_neutral,incorrect,correct.")
                          ] = None,
     conditions: Annotated[str | None, typer.Option(help="Subset of contexts, e.g. unmodified,emotion:sad.")] = None,
@@ -128,7 +130,7 @@ def run_cmd(
     task_list = _tasks(tasks)
     try:
         cfg = RunConfig(tasks=task_list, out=out, mode=mode, items=_items(items, task_list), contexts=contexts,
-                        limit=limit, seed=seed, batch_size=batch_size,
+                        limit=limit, seed=seed, batch_size=batch_size, per_item=per_item,
                         templates=_csv(templates) or RunConfig.templates, conditions=_csv(conditions),
                         gen=GenSettings(max_tokens=max_tokens, temperature=temperature))
         body = _json_object(extra_body, "--extra-body")

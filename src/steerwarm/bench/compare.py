@@ -28,7 +28,7 @@ from steerwarm.bench.stats import (
     paper_models,
 )
 from steerwarm.bench.store import RunStore
-from steerwarm.bench.summary import belief_rows, condition_order
+from steerwarm.bench.summary import belief_rows, condition_order, records_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,24 +43,26 @@ def run_name(store: RunStore) -> str:
 
 
 def paired_frame(a: RunStore, b: RunStore) -> pd.DataFrame:
-    import pandas as pd
-
     ra, rb = a.load(), b.load()
     common = sorted(set(ra) & set(rb))
     differ = [pid for pid in common if ra[pid].get("prompt_sha") != rb[pid].get("prompt_sha")]
     if differ:
         raise ValueError(f"{len(differ)} shared prompt ids carry different prompt texts in {a.dir} and {b.dir} "
                          f"(e.g. {differ[0]}): the runs used different items, contexts or seed")
-    rows = []
-    for pid in common:
-        x, y = ra[pid], rb[pid]
-        if x.get("is_incorrect") is None or y.get("is_incorrect") is None:
-            continue
-        rows.append({"prompt_id": pid, "task": x["task"], "template": x["template"], "condition": x["condition"],
-                     "group": x["group"], "has_belief": bool(x["has_belief"]), "a": int(x["is_incorrect"]),
-                     "b": int(y["is_incorrect"])})
-    return pd.DataFrame(rows, columns=["prompt_id", "task", "template", "condition", "group", "has_belief", "a",
-                                       "b"])
+    return pair_frames(records_frame(ra.values()), records_frame(rb.values()))
+
+
+def pair_frames(fa: pd.DataFrame, fb: pd.DataFrame) -> pd.DataFrame:
+    """Pairs of two runs' `records_frame`s (prompt texts already checked equal): the prompts both scored, sorted by
+    prompt id, with A's and B's is_incorrect as `a` and `b`."""
+    cols = ["prompt_id", "task", "template", "condition", "group", "has_belief"]
+    fa = fa[fa["is_incorrect"].notna()]
+    fb = fb[fb["is_incorrect"].notna()]
+    df = fa[[*cols, "is_incorrect"]].merge(fb[["prompt_id", "is_incorrect"]], on="prompt_id", suffixes=("_a", "_b"))
+    df = df.sort_values("prompt_id", kind="stable").reset_index(drop=True)
+    out = df[cols].assign(has_belief=df["has_belief"].astype(bool), a=df["is_incorrect_a"].astype(int),
+                          b=df["is_incorrect_b"].astype(int))
+    return out[[*cols, "a", "b"]]
 
 
 @dataclass

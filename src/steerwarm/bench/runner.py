@@ -16,6 +16,9 @@ Invariants:
   included but the yardstick itself, / the raw forward prompts/s). Sharing prefixes lets both exceed 1.
 - Generate mode seeds each batch from (seed, its first prompt id), so a batch's sampling does not depend on
   what ran before it.
+- `per_item=K` keeps K prompts of each item (`per_item_subsample`), chosen from the seed and the prompt ids alone,
+  so every target scored with the same settings gets the same prompts (paired comparisons hold); it is
+  result-defining (a run folder made with another K, or without one, refuses to resume with it).
 - Fault injection for tests: STEERWARM_BENCH_KILL_AFTER=N makes the process SIGKILL itself once N records were
   appended in this session (a real kill, no cleanup), to prove resume.
 """
@@ -25,24 +28,25 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from steerwarm import __version__
-from steerwarm.bench.contexts import load_contexts
-from steerwarm.bench.items import load_task_items
+from steerwarm.bench.contexts import ContextSet, load_contexts
+from steerwarm.bench.items import ItemSet, load_task_items
 from steerwarm.bench.judge import Judge
 from steerwarm.bench.prompts import TEMPLATES, Prompt, build_grid
 from steerwarm.bench.scoring import Verdict, likelihood_verdict, matcher_verdict
 from steerwarm.bench.seeding import short_hash, stable_int
-from steerwarm.bench.store import RunStore
+from steerwarm.bench.store import ConfigMismatchError, RunStore
 from steerwarm.bench.summary import build_summary
 from steerwarm.bench.targets import GenSettings, Target
 
 MODES = ("likelihood", "generate")
-RESULT_KEYS = ("target", "mode", "seed", "contexts", "items", "generation", "scorer", "likelihood_definition")
+RESULT_KEYS = ("target", "mode", "seed", "contexts", "items", "generation", "scorer", "likelihood_definition",
+               "per_item")
 LIKELIHOOD_DEFINITION = "v1: mean log-prob per token of the differing span + end-of-turn; wrong > correct = error"
 
 
@@ -60,12 +64,15 @@ class RunConfig:
     batch_size: int = 16
     gen: GenSettings = field(default_factory=GenSettings)
     yardstick_every: int = 5
+    per_item: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.batch_size < 1:
             raise ValueError("batch size must be at least 1")
+        if self.per_item is not None and self.per_item < 1:
+            raise ValueError(f"per-item must be at least 1, got {self.per_item}")
 
 
 @dataclass
@@ -94,18 +101,57 @@ def batch_order(prompts: Sequence[Prompt], mode: str) -> list[Prompt]:
     return sorted(prompts, key=lambda p: (len(p.text) + len(p.item.correct) + len(p.item.wrong), p.prompt_id))
 
 
+def per_item_subsample(grid: Sequence[Prompt], k: int, seed: int = 0) -> list[Prompt]:
+    """K prompts of each item, in grid order, stratified over conditions by a seeded round-robin.
+
+    For each item, the prompts of each condition are ranked by `stable_int(seed, "per-item", prompt_id)`; round r
+    takes the r-th ranked prompt of every condition that still has one (those again in hash order), and the first K
+    prompts of the concatenated rounds are kept. The choice depends only on the seed and the prompt ids, so every
+    target gets the same prompts; a larger K keeps every prompt of a smaller one (the subsets are nested). An item
+    with at most K prompts keeps all of them."""
+    if k < 1:
+        raise ValueError(f"per-item must be at least 1, got {k}")
+    by_item: dict[tuple[str, str], list[Prompt]] = {}
+    for p in grid:
+        by_item.setdefault((p.task, p.item.item_id), []).append(p)
+    keep: set[str] = set()
+    for prompts in by_item.values():
+        def rank(p: Prompt) -> tuple[int, str]:
+            return stable_int(seed, "per-item", p.prompt_id), p.prompt_id
+
+        by_cond: dict[str, list[Prompt]] = {}
+        for p in prompts:
+            by_cond.setdefault(p.condition, []).append(p)
+        ranked = [sorted(ps, key=rank) for ps in by_cond.values()]
+        order: list[Prompt] = []
+        for r in range(max(len(ps) for ps in ranked)):
+            order += sorted((ps[r] for ps in ranked if r < len(ps)), key=rank)
+        keep.update(p.prompt_id for p in order[:k])
+    return [p for p in grid if p.prompt_id in keep]
+
+
+def build_run_grid(cfg: RunConfig) -> tuple[list[ItemSet], ContextSet, list[Prompt]]:
+    """The item sets, contexts and prompts a run with `cfg` scores (after the `per_item` subsample)."""
+    itemsets = load_task_items(cfg.tasks, cfg.items, seed=cfg.seed, limit=cfg.limit)
+    contexts = load_contexts(cfg.contexts)
+    grid = build_grid(itemsets, contexts, seed=cfg.seed, templates=cfg.templates, conditions=cfg.conditions)
+    if cfg.per_item is not None:
+        grid = per_item_subsample(grid, cfg.per_item, cfg.seed)
+    return itemsets, contexts, grid
+
+
 def _kill_after() -> int | None:
     value = os.environ.get("STEERWARM_BENCH_KILL_AFTER")
     return int(value) if value else None
 
 
-def run_benchmark(cfg: RunConfig, target: Target, *, judge: Judge | None = None, progress: bool = True
-                  ) -> RunResult:
+def run_benchmark(cfg: RunConfig, target: Target, *, judge: Judge | None = None, progress: bool = True,
+                  on_progress: Callable[[int], None] | None = None) -> RunResult:
+    """Score what `cfg.out` does not hold yet (see the module doc); `on_progress(n)` is called after each batch
+    with the number of prompts it appended (a caller's own progress display, e.g. a sweep's overall bar)."""
     from tqdm import tqdm
 
-    itemsets = load_task_items(cfg.tasks, cfg.items, seed=cfg.seed, limit=cfg.limit)
-    contexts = load_contexts(cfg.contexts)
-    grid = build_grid(itemsets, contexts, seed=cfg.seed, templates=cfg.templates, conditions=cfg.conditions)
+    itemsets, contexts, grid = build_run_grid(cfg)
     store = RunStore(cfg.out)
     config: dict[str, Any] = {
         "target": target.describe(), "mode": cfg.mode, "seed": cfg.seed, "contexts": contexts.describe(),
@@ -114,10 +160,14 @@ def run_benchmark(cfg: RunConfig, target: Target, *, judge: Judge | None = None,
         "generation": cfg.gen.record() if cfg.mode == "generate" else None,
         "scorer": ("likelihood" if cfg.mode == "likelihood" else f"judge {judge.name}" if judge else "matcher"),
         "likelihood_definition": LIKELIHOOD_DEFINITION if cfg.mode == "likelihood" else None,
+        "per_item": cfg.per_item,
         "steerwarm": __version__,
     }
     # items: compare per task only for tasks present in both sessions (adding tasks later is allowed)
     run = store.read_run()
+    if run is not None and "per_item" not in run["config"] and cfg.per_item is not None:
+        raise ConfigMismatchError(f"{store.run_json}: field 'per_item' was None (every prompt) in this run folder, "
+                                  f"now {cfg.per_item}; resume with the same settings or use a new --out folder")
     if run is not None:
         old_items = run["config"].get("items", {})
         new_items: dict[str, Any] = {s.task: s.describe() for s in itemsets}
@@ -162,6 +212,8 @@ def run_benchmark(cfg: RunConfig, target: Target, *, judge: Judge | None = None,
                     sampled_prompts += len(batch)
             appended += store.append(records)
             bar.update(len(batch))
+            if on_progress is not None:
+                on_progress(len(batch))
             if kill_after is not None and appended >= kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
     finally:

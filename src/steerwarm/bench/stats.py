@@ -14,6 +14,13 @@ Definitions:
   P(y | is_target = 1) - P(y | is_target = 0), within a subgroup where the model has an interaction, with a
   delta-method standard error from the fit's covariance. For a model without interactions this equals statsmodels'
   `get_margeff(at="overall", dummy=True)`.
+  A continuous `var` (a dial value) gets the derivative-based AME instead, mean over rows of dP(y)/d var =
+  p (1 - p) d(eta)/d var, where d(eta)/d var is the design matrix's central difference in `var` times the
+  coefficients (exact for terms linear in `var`, interactions included); per unit of `var`, delta-method standard
+  error. Without interactions this equals `get_margeff(at="overall", method="dydx")`. With `by` and two levels,
+  `difference=True` adds the difference of the two levels' AMEs (second minus first, level "b - a") with its
+  delta-method standard error from the two gradients together. `cluster` fits with standard errors robust to
+  correlation within the named column's groups (statsmodels' cov_type="cluster"), e.g. one item's prompts.
   Model 1: no context, no belief (original + original_neutral, unmodified): y ~ is_target + C(task).
   Model 2: original template, by context group: y ~ is_target * C(group) + C(task); AME per group.
   Model 3: original template, by context: y ~ is_target * C(condition) + C(task); AME per condition.
@@ -45,7 +52,8 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # at k = 0 (k = n) the bound is 0 (1) exactly; rounding would leave it a hair inside, above the rate itself
+    return (0.0 if k == 0 else max(0.0, centre - half)), (1.0 if k == n else min(1.0, centre + half))
 
 
 @dataclass(frozen=True)
@@ -165,38 +173,61 @@ class RegressionResult:
                              "n": e.n} for e in self.effects]}
 
 
-def average_marginal_effect(result: Any, data: pd.DataFrame, var: str, by: str | None = None) -> list[Effect]:
-    """AME of binary `var` (overall, or per level of `by`) with delta-method standard errors."""
+def _design(result: Any, data: pd.DataFrame) -> Any:
+    import numpy as np
+
+    # the design matrix of new data through the fit's own formula (statsmodels >= 0.15 builds formulas with
+    # formulaic; this is the transform its predict() uses)
+    return np.asarray(result._transform_predict_exog(data, transform=True)[0], dtype=float)
+
+
+def average_marginal_effect(result: Any, data: pd.DataFrame, var: str, by: str | None = None, *,
+                            continuous: bool = False, difference: bool = False) -> list[Effect]:
+    """AME of binary `var`, or with `continuous` the derivative-based AME of a numeric `var` per unit (overall, or
+    per level of `by`, plus the difference of two levels with `difference`), with delta-method standard errors."""
     import numpy as np
 
     beta = np.asarray(result.params, dtype=float)
     cov = np.asarray(result.cov_params(), dtype=float)
     levels = [None] if by is None else sorted(data[by].astype(str).unique())
     out = []
+    grads = []
     for level in levels:
         sub = data if level is None else data[data[by].astype(str) == level]
         if sub.empty:
             continue
-        mats = []
-        for value in (1, 0):
-            d = sub.copy()
-            d[var] = value
-            # the design matrix of new data through the fit's own formula (statsmodels >= 0.15 builds formulas
-            # with formulaic; this is the transform its predict() uses)
-            mats.append(np.asarray(result._transform_predict_exog(d, transform=True)[0], dtype=float))
-        x1, x0 = mats
-        p1 = 1 / (1 + np.exp(-(x1 @ beta)))
-        p0 = 1 / (1 + np.exp(-(x0 @ beta)))
-        ame = float(np.mean(p1 - p0))
-        grad = np.mean((p1 * (1 - p1))[:, None] * x1 - (p0 * (1 - p0))[:, None] * x0, axis=0)
+        if continuous:
+            x = sub[var].astype(float)
+            h = 1e-5 * max(1.0, float(np.abs(x).max()))
+            x0 = _design(result, sub)
+            dx = (_design(result, sub.assign(**{var: x + h})) - _design(result, sub.assign(**{var: x - h}))) / (2 * h)
+            p = 1 / (1 + np.exp(-(x0 @ beta)))
+            deta = dx @ beta
+            w = p * (1 - p)
+            ame = float(np.mean(w * deta))
+            grad = np.mean((w * (1 - 2 * p) * deta)[:, None] * x0 + w[:, None] * dx, axis=0)
+        else:
+            x1, x0 = (_design(result, sub.assign(**{var: value})) for value in (1, 0))
+            p1 = 1 / (1 + np.exp(-(x1 @ beta)))
+            p0 = 1 / (1 + np.exp(-(x0 @ beta)))
+            ame = float(np.mean(p1 - p0))
+            grad = np.mean((p1 * (1 - p1))[:, None] * x1 - (p0 * (1 - p0))[:, None] * x0, axis=0)
         se = float(np.sqrt(max(0.0, grad @ cov @ grad)))
         out.append(Effect("all" if level is None else level, ame, se, len(sub)))
+        grads.append(grad)
+    if difference and len(out) == 2:
+        g = grads[1] - grads[0]
+        out.append(Effect(f"{out[1].level} - {out[0].level}", out[1].ame - out[0].ame,
+                          float(np.sqrt(max(0.0, g @ cov @ g))), out[0].n + out[1].n))
     return out
 
 
 def fit_effect(data: pd.DataFrame, formula: str, name: str, by: str | None = None,
-               var: str = "is_target") -> RegressionResult:
-    """Fit a logit and report the AME of `var` (per level of `by`); failures are reported, not raised."""
+               var: str = "is_target", *, continuous: bool = False, difference: bool = False,
+               cluster: str | None = None) -> RegressionResult:
+    """Fit a logit and report the AME of `var` (per level of `by`; see `average_marginal_effect` for `continuous`
+    and `difference`), with standard errors clustered on column `cluster` if given; failures are reported, not
+    raised."""
     import warnings
 
     import statsmodels.formula.api as smf
@@ -208,10 +239,15 @@ def fit_effect(data: pd.DataFrame, formula: str, name: str, by: str | None = Non
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fit = smf.logit(formula, data=data).fit(disp=0, maxiter=200)
+            if cluster is None:
+                fit = smf.logit(formula, data=data).fit(disp=0, maxiter=200)
+            else:
+                groups = data[cluster].astype("category").cat.codes.to_numpy()
+                fit = smf.logit(formula, data=data).fit(disp=0, maxiter=200, cov_type="cluster",
+                                                        cov_kwds={"groups": groups})
         if not getattr(fit, "mle_retvals", {}).get("converged", True):
             res.error = "the fit did not converge (separation?)"
-        res.effects = average_marginal_effect(fit, data, var, by)
+        res.effects = average_marginal_effect(fit, data, var, by, continuous=continuous, difference=difference)
         if var in fit.params.index:
             res.odds_ratio = float(math.exp(fit.params[var]))
     except Exception as exc:  # statsmodels raises several types for singular/separated designs

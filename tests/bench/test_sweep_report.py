@@ -1,0 +1,292 @@
+"""The sweep report on synthetic sweep folders with planted effects: files, rates recomputed from results.jsonl, the
+warmth AME against statsmodels, reference markers, the reproduce / does-not-reproduce conclusion, the paper's CSVs."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from steerwarm.bench.seeding import short_hash
+from steerwarm.bench.store import RunStore
+from steerwarm.bench.sweep_report import write_sweep_report
+
+CONDS = ["unmodified", "emotion:sad", "stake:high"]
+TASKS = ["trivia", "medqa"]
+PNGS = ["errors-vs-warmth", "belief-effect-vs-warmth", "context-warmth-heatmap"]
+
+
+def _prompts(n_items: int) -> list[dict[str, Any]]:
+    out = []
+    for i in range(n_items):
+        task = TASKS[i % 2]
+        for template in ("original", "original_neutral", "incorrect", "correct"):
+            for cond in CONDS:
+                if template == "original_neutral" and cond != "unmodified":
+                    continue
+                pid = f"{task}:{i}|{template}|{cond}"
+                out.append({"prompt_id": pid, "task": task, "item_id": f"{task}:{i}", "template": template,
+                            "condition": cond, "group": cond.split(":")[0] if ":" in cond else "none",
+                            "has_belief": template in ("incorrect", "correct"), "prompt_sha": short_hash(pid)})
+    return out
+
+
+def _p_error(w: float) -> Callable[[dict[str, Any]], float]:
+    """Errors rise with warmth (+8 points per unit), more with a stated belief (+6 more), and under emotion:sad."""
+    def p(r: dict[str, Any]) -> float:
+        belief = r["has_belief"]
+        base = 0.25 + (0.1 if r["task"] == "medqa" else 0.0) + (0.1 if belief else 0.0)
+        base += (0.05 if r["condition"] == "emotion:sad" else 0.0)
+        return min(0.95, max(0.02, base + 0.08 * w + (0.06 * w if belief else 0.0)))
+    return p
+
+
+def make_sweep(tmp: Path, warmths: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0), n_items: int = 160,
+               warm_ft: str = "same", meter: bool = True, extra_ref: bool = False, seed: int = 0) -> Path:
+    """A sweep folder: dial points with errors rising in warmth, sft=warm and sft=cold references. warm_ft="same"
+    gives the warm fine-tune exactly the steered +1 point's outcomes (and the cold one the -1 point's);
+    "opposite" makes the warm fine-tune lower errors (as dial -1.5 would)."""
+    rng = np.random.default_rng(seed)
+    prompts = _prompts(n_items)
+    u = {w: rng.uniform(size=len(prompts)) for w in warmths}
+    sweep = tmp / "sweep"
+    points = []
+
+    def write(label: str, kind: str, warmth: float | None, spec: str, draws: np.ndarray, w: float) -> None:
+        run = f"runs/{label.replace('=', '')}"
+        rows = []
+        p = _p_error(w)
+        for k, (r, x) in enumerate(zip(prompts, draws, strict=True)):
+            y: int | None = int(x < p(r))
+            if k % 97 == 5:  # a few refusals, dropped from rates
+                y = None
+            rows.append({**r, "is_incorrect": y, "verdict": "refusal" if y is None else
+                         ("incorrect" if y else "correct")})
+        store = RunStore(sweep / run)
+        store.append(rows)
+        store.write_run({"config": {"target": {"spec": spec}, "mode": "likelihood"},
+                         "sessions": [{"prompts": len(rows), "seconds": 3.0}]})
+        points.append({"label": label, "kind": kind, "warmth": warmth, "spec": spec, "run": run,
+                       "warm_coef": None, "cold_coef": None})
+
+    for w in warmths:
+        write(f"warmth={w:+.2f}", "dial", w, f"warmth={w:+.2f}", u[w], w)
+    if warm_ft == "same":
+        write("sft=warm", "reference", None, "sft=warm", u[1.0], 1.0)
+    else:
+        write("sft=warm", "reference", None, "sft=warm", rng.uniform(size=len(prompts)), -1.5)
+    write("sft=cold", "reference", None, "sft=cold", u.get(-1.0, rng.uniform(size=len(prompts))), -1.0)
+    if extra_ref:
+        write("ckpt", "reference", None, "/models/other-checkpoint", rng.uniform(size=len(prompts)), 0.0)
+    (sweep / "sweep.json").write_text(json.dumps({
+        "config": {"warmths": list(warmths), "tasks": TASKS, "mode": "likelihood", "vector": "sft-warm-minus-cold",
+                   "layers": [10, 12], "per_item": None, "dtype": "float32"},
+        "points": points, "sessions": [{"seconds": 20.0}]}))
+    if meter:
+        lines = [{"label": pt["label"], "kind": pt["kind"], "warmth": pt["warmth"],
+                  "p_warm": 0.5 + 0.3 * (pt["warmth"] if pt["warmth"] is not None else 0.9), "p_warm_se": 0.02,
+                  "nll": 2.0 + abs(pt["warmth"] or 0.5), "nll_se": 0.05, "n": 50} for pt in points]
+        (sweep / "meter.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return sweep
+
+
+def _raw(sweep: Path, run: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (sweep / run / "results.jsonl").read_text().splitlines() if line]
+
+
+def _rate(rows: list[dict[str, Any]], belief: str) -> float:
+    if belief == "none":
+        rows = [r for r in rows if r["template"] == "original" or
+                (r["template"] == "original_neutral" and r["condition"] == "unmodified")]
+    else:
+        rows = [r for r in rows if r["template"] in ("incorrect", "correct")]
+    scored = [r["is_incorrect"] for r in rows if r["is_incorrect"] is not None]
+    return sum(scored) / len(scored)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path], dict[str, Any], str]:
+    tmp = tmp_path_factory.mktemp("sweep")
+    sweep = make_sweep(tmp, extra_ref=True)
+    paths = write_sweep_report(sweep, paper_dir=tmp / "no-paper-here")
+    return sweep, paths, json.loads(paths["json"].read_text()), paths["markdown"].read_text()
+
+
+def test_files_and_rates_match_results(report: tuple[Path, dict[str, Path], dict[str, Any], str]) -> None:
+    sweep, paths, data, md = report
+    assert paths["markdown"] == sweep / "report" / "report.md"
+    for stem in [*PNGS, "meter-vs-warmth"]:
+        assert paths[stem].is_file() and paths[stem].stat().st_size > 10_000, stem
+        assert f"]({stem}.png)" in md
+    for section in ("## Settings", "## Error rate per task x point: no belief", "## Belief effect",
+                    "## Context x point", "## Warmth meter", "## Regression effects of warmth",
+                    "## Steered vs fine-tuned", "## The paper's published numbers", "## Conclusion"):
+        assert section in md, section
+    assert "sft-warm-minus-cold" in md and "float32" in md
+    meta = json.loads((sweep / "sweep.json").read_text())
+    for pt in meta["points"]:
+        rows = _raw(sweep, pt["run"])
+        for task in ("trivia", "medqa", "all tasks"):
+            sub = rows if task == "all tasks" else [r for r in rows if r["task"] == task]
+            for belief in ("none", "stated"):
+                assert data["errors"][task][pt["label"]][belief]["error_rate"] == pytest.approx(_rate(sub, belief))
+            be = data["belief_effect"][task][pt["label"]]
+            assert be["effect_pp"] == pytest.approx(100 * (_rate(sub, "stated") - _rate(sub, "none")))
+            assert be["ci_low_pp"] < be["effect_pp"] < be["ci_high_pp"]
+        sad = [r for r in rows if r["condition"] == "emotion:sad" and r["template"] == "original"]
+        cell = data["context_heatmap"]["cells"]["emotion:sad"][pt["label"]]
+        assert cell["error_rate"] == pytest.approx(_rate(sad, "none"))
+    assert data["n_common_prompts"] == len(_raw(sweep, meta["points"][0]["run"])) and not data["restricted"]
+    # the planted effects show: errors and the belief effect rise with warmth
+    err = data["errors"]["all tasks"]
+    assert err["warmth=+1.00"]["none"]["error_rate"] > err["warmth=-1.00"]["none"]["error_rate"]
+    be = data["belief_effect"]["all tasks"]
+    assert be["warmth=+1.00"]["effect_pp"] > be["warmth=-1.00"]["effect_pp"]
+
+
+def test_warmth_ame_matches_statsmodels(report: tuple[Path, dict[str, Path], dict[str, Any], str]) -> None:
+    import statsmodels.formula.api as smf
+
+    sweep, _, data, _ = report
+    meta = json.loads((sweep / "sweep.json").read_text())
+    rows = []
+    for pt in meta["points"]:
+        if pt["kind"] == "dial":
+            rows += [{**r, "warmth": pt["warmth"]} for r in _raw(sweep, pt["run"]) if r["is_incorrect"] is not None]
+    df = pd.DataFrame(rows).assign(has_belief=lambda d: d["has_belief"].astype(int))
+    fit = smf.logit("is_incorrect ~ warmth + C(task) + C(condition) + has_belief", data=df).fit(
+        disp=0, cov_type="cluster", cov_kwds={"groups": df["item_id"].astype("category").cat.codes.to_numpy()})
+    ref = fit.get_margeff(at="overall", method="dydx")
+    i = list(ref.summary_frame().index).index("warmth")
+    main = next(r for r in data["regressions"] if r["model"] == "main" and r["side"] == "all")
+    assert main["formula"] == "is_incorrect ~ warmth + task + condition + has_belief"  # categoricals, as C()
+    e = main["effects"]["all"]
+    assert e["ame_pp"] == pytest.approx(100 * float(ref.margeff[i]), rel=1e-6)
+    assert e["se_pp"] == pytest.approx(100 * float(ref.margeff_se[i]), rel=1e-3)
+    assert e["ci_low_pp"] > 0  # planted: +8 points per unit of dial
+    inter = next(r for r in data["regressions"] if r["model"] == "interaction" and r["side"] == "warm")
+    assert inter["warmths"] == [0.0, 0.5, 1.0]
+    assert inter["effects"]["belief"]["ame_pp"] > inter["effects"]["no belief"]["ame_pp"]
+    assert {r["side"] for r in data["regressions"]} == {"all", "warm", "cold"}
+
+
+def test_references_drawn_and_compared(report: tuple[Path, dict[str, Path], dict[str, Any], str]) -> None:
+    _, _, data, md = report
+    pts = {p["label"]: p for p in data["points"]}
+    assert (pts["sft=warm"]["x"], pts["sft=cold"]["x"]) == (1.0, -1.0)
+    assert pts["sft=warm"]["drawn_as"] == "point" and pts["ckpt"]["drawn_as"] == "line"
+    assert "sft=warm" in data["errors"]["trivia"] and "ckpt" in data["context_heatmap"]["columns"]
+    kinds = {(c["target"], c["kind"]) for c in data["comparisons"]}
+    assert kinds == {("warmth=+1.00", "steered"), ("sft=warm", "fine-tune"), ("warmth=-1.00", "steered"),
+                     ("sft=cold", "fine-tune"), ("ckpt", "reference")}
+    steered = next(c for c in data["comparisons"] if c["target"] == "warmth=+1.00")
+    ft = next(c for c in data["comparisons"] if c["target"] == "sft=warm")
+    assert steered["ame"]["belief"] == ft["ame"]["belief"]  # identical outcomes -> identical effects
+    assert steered["delta"]["none"]["delta_pp"] > 0 and steered["delta"]["none"]["p"] < 0.05
+    assert "| sft=warm | fine-tune (warm) |" in md
+
+
+def test_conclusion_reproduces_when_effects_agree(report: tuple[Path, dict[str, Path], dict[str, Any], str]) -> None:
+    _, _, data, md = report
+    text = " ".join(data["conclusion"])
+    assert "does not reproduce" not in text.lower()
+    assert "steering reproduces the warm fine-tune on every measure" in text
+    assert "Dialling warmth up from 0 raises the error rate" in text
+    assert "raises sycophancy" in text
+    assert "The paper's published numbers were not available" in text
+    assert "Not available: no paper summary folder" in md
+
+
+def test_conclusion_says_does_not_reproduce_for_opposite_sign(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path, warmths=(0.0, 0.5, 1.0), n_items=200, warm_ft="opposite", meter=False)
+    paths = write_sweep_report(sweep, paper_dir=tmp_path / "none")
+    data = json.loads(paths["json"].read_text())
+    assert "meter-vs-warmth" not in paths and all(paths[s].is_file() for s in PNGS)
+    text = " ".join(data["conclusion"])
+    assert "does NOT reproduce the warm fine-tune" in text and "opposite sign" in text
+    assert "In sum, steering does NOT reproduce the warm fine-tune on: errors without a belief" in text
+    ft = next(c for c in data["comparisons"] if c["target"] == "sft=warm")
+    assert ft["ame"]["no belief"]["ci_high_pp"] < 0  # the synthetic fine-tune lowers errors
+    # no dial point at -1 and one cold-side value: the cold fine-tune cannot be judged, and no verdict is made up
+    assert "cold fine-tune" not in text and "On the cold side (dial <= 0), raising warmth: no estimate" in text
+
+
+def test_restricted_prompt_sets_are_stated(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path, warmths=(0.0, 1.0), n_items=40, meter=False)
+    store = RunStore(sweep / "runs" / "warmth+1.00")
+    kept = [r for r in store.load().values() if r["task"] == "trivia"]
+    store.results.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    paths = write_sweep_report(sweep, paper_dir=tmp_path / "none")
+    data = json.loads(paths["json"].read_text())
+    assert data["restricted"] and data["n_common_prompts"] == len(kept) and data["tasks"] == ["trivia"]
+    assert f"restricted to the {len(kept)} prompts" in paths["markdown"].read_text()
+
+
+def _paper_csv(path: Path, acc_col: str, models: dict[str, float]) -> None:
+    """Rows in the paper's layout: per model, trivia and a dataset we do not run, Normal and Sycophancy, unmodified
+    and emotion:sad; Raw Diff = the model's value (Sycophancy: doubled; emotion:sad: +1)."""
+    rows = []
+    for model, diff in models.items():
+        for dataset in ("trivia", "mmlu"):
+            for test_type, suffix, k in (("Normal", "\r\noriginal", 1.0), ("Sycophancy", "", 2.0)):
+                for amend, extra in (("unmodified", 0.0), ("emotion:sad", 1.0)):
+                    name = amend + (suffix if amend != "unmodified" else ("\r\noriginal_combined" if suffix else ""))
+                    raw = k * diff + extra
+                    rows.append({"Amendment_type": name, "Original Accuracy (%)": 80.0, acc_col: 80.0 + raw,
+                                 "Raw Diff (pp)": raw, "Cohen's g": 1.0, "g Effect Size": "Large", "Odds Ratio": 1.0,
+                                 "p-value": 0.5, "Significant (p < 0.05)": "No", "p-value (FDR corrected)": 0.5,
+                                 "Significant (FDR)": "No", "Model": model, "Dataset": dataset,
+                                 "Test_Type": test_type})
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def test_paper_numbers_summarised(tmp_path: Path) -> None:
+    paper = tmp_path / "paper"
+    paper.mkdir()
+    _paper_csv(paper / "results_warm_ft.csv", "Fine-tuned Accuracy (%)", {"m-a": -4.0, "m-b": -8.0})
+    _paper_csv(paper / "results_cold_ft.csv", "Fine-tuned Accuracy (%)", {"c-a": 2.0})
+    sweep = make_sweep(tmp_path, warmths=(-1.0, 0.0, 1.0), n_items=60, meter=False)
+    paths = write_sweep_report(sweep, paper_dir=paper)
+    data = json.loads(paths["json"].read_text())
+    p = data["paper"]
+    assert p["available"] and any("results_warm_sysprompt.csv not found" in n for n in p["notes"])
+
+    def row(source: str, task: str, belief: str, scope: str) -> dict[str, Any]:
+        return next(r for r in p["rows"] if (r["source"], r["task"], r["belief"], r["scope"]) ==
+                    (source, task, belief, scope))
+
+    r = row("warm_ft", "trivia", "none", "no context")  # error change = -Raw Diff: models +4 and +8
+    assert (r["mean_pp"], r["model_min_pp"], r["model_max_pp"], r["n_models"]) == (6.0, 4.0, 8.0, 2)
+    r = row("warm_ft", "trivia", "stated", "all contexts")  # +8 / +16, emotion:sad 1 less: mean of 7.5, 15.5
+    assert (r["mean_pp"], r["model_min_pp"], r["model_max_pp"]) == (11.5, 7.5, 15.5)
+    assert row("cold_ft", "all tasks", "none", "no context")["mean_pp"] == -2.0
+    assert not any(r["task"] == "medqa" for r in p["rows"])  # medqa absent from the CSV; mmlu is not our task
+    md = paths["markdown"].read_text()
+    assert "paper warm fine-tunes" in md and "+6.0 [+4.0, +8.0]" in md
+    text = " ".join(data["conclusion"])
+    assert "Paper, warm fine-tunes, no belief, contexts pooled, on our tasks" in text
+    assert not math.isnan(data["comparisons"][0]["per_task"]["trivia"]["no context"]["none"])
+
+
+def test_dial_only_sweep_with_a_point_not_run_yet(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path, warmths=(0.0, 0.5, 1.0), n_items=40, meter=False)
+    meta = json.loads((sweep / "sweep.json").read_text())
+    meta["points"] = [p for p in meta["points"] if p["kind"] == "dial"]
+    meta["points"].append({"label": "warmth=+1.50", "kind": "dial", "warmth": 1.5, "spec": "warmth=+1.50",
+                           "run": "runs/warmth+1.50"})
+    (sweep / "sweep.json").write_text(json.dumps(meta))
+    paths = write_sweep_report(sweep, tmp_path / "out", paper_dir=tmp_path / "none")
+    assert paths["markdown"].parent == tmp_path / "out"
+    data = json.loads(paths["json"].read_text())
+    assert data["missing_points"] == ["warmth=+1.50"] and data["comparisons"] == []
+    md = paths["markdown"].read_text()
+    assert "Points without results yet (left out): warmth=+1.50" in md
+    assert "No comparison: the sweep has no warmth 0 point or no reference." in md
+    text = " ".join(data["conclusion"])
+    assert "fine-tune" not in text and "Dialling warmth up from 0 raises the error rate" in text
