@@ -87,3 +87,40 @@ def test_cli_generate_prints_columns_side_by_side() -> None:
     bad = subprocess.run([sys.executable, "-m", "steerwarm.cli", "generate", "hi", "--coef", "0.3"],
                          capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and "--coef needs --vector" in bad.stdout
+
+
+VECTORS = ROOT / "vectors"
+
+
+def test_shipped_dial_vectors_are_calibrated_for_the_default_model(real: LoadedModel) -> None:
+    """A fresh clone steers in calibrated units: warm and cold vectors fit the model, map 0 to 0 and 1 onto the
+    reference fine-tune as measured, and carry the layer table they were chosen from."""
+    from steerwarm.dial import Dial
+
+    dial = Dial.from_dir(VECTORS)
+    assert dial.cold is not None
+    for vec, ref in ((dial.warm, "warm"), (dial.cold, "cold")):
+        vec.check_model(real.fingerprint)
+        cal = vec.calibration
+        assert cal is not None and cal.coef_for(0.0) == 0.0 and cal.coef_for(1.0) > 0
+        assert vec.extra["calibration_reference"]["label"] == f"reference {ref}"
+        assert vec.extra["layer_table"]["chosen"] == vec.layers[0]
+        assert (VECTORS / f"{ref}.md").is_file()
+    # the warm side warms, the cold side cools, in the meter readings stored with the curves
+    warm_curve = {r["coef"]: r["p_warm"] for r in dial.warm.calibration.curve}  # type: ignore[union-attr]
+    cold_curve = {r["coef"]: r["p_warm"] for r in dial.cold.calibration.curve}  # type: ignore[union-attr]
+    assert max(warm_curve.values()) > warm_curve[0.0] and min(cold_curve.values()) < cold_curve[0.0]
+    prompt = chat_text(real, [{"role": "user", "content": "I failed my driving test today."}])
+    plain = generate_texts(real, [prompt], config=CFG)[0]
+    cold, zero, warm = generate_texts(real, [prompt] * 3, specs=dial.specs([-1.0, 0.0, 1.0]), config=CFG)
+    assert zero == plain and warm != plain and cold != plain and warm != cold
+
+
+def test_cli_generate_at_calibrated_warmth_without_training() -> None:
+    env = {**os.environ, "COLUMNS": "200", "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "steerwarm.cli", "generate", "I failed my driving test today.", "--warmth", "-1",
+         "--warmth", "0", "--warmth", "1", "--max-tokens", "16"],
+        capture_output=True, text=True, env=env, check=True, timeout=300,
+    ).stdout
+    assert "warmth -1" in out and "warmth +0" in out and "warmth +1" in out
