@@ -29,11 +29,12 @@ made "$WORK/warm-layer.safetensors" || $SW choose-layer vectors/raw/sft-warm-min
   --rel-coef 0.2 --cache "$WORK/layers-warm" --out "$WORK/warm-layer.safetensors"
 made "$WORK/cold-layer.safetensors" || $SW choose-layer vectors/raw/sft-cold-minus-warm.safetensors --sense cold --layers 6,9,12,15,18,21,24 \
   --rel-coef 0.2 --cache "$WORK/layers-cold" --out "$WORK/cold-layer.safetensors"
-# 5. calibration: dial 1 = as warm as the warm fine-tune, as cold as the cold fine-tune (48 validation prompts)
+# 5. calibration: dial 1 = as warm as the warm fine-tune (first 48 validation prompts), as cold as the cold
+#    fine-tune (all 156: calibrated on the first 48, dial -1 came out colder than the cold fine-tune on all 156)
 made vectors/warm.safetensors || $SW calibrate "$WORK/warm-layer.safetensors" --reference warm --coefs 0.025,0.05,0.075,0.1,0.125,0.15,0.2,0.3 \
   --cache "$WORK/cal-warm" --out vectors/warm.safetensors
-made vectors/cold.safetensors || $SW calibrate "$WORK/cold-layer.safetensors" --reference cold --coefs 0.05,0.1,0.15,0.2,0.25,0.3,0.4 \
-  --cache "$WORK/cal-cold" --out vectors/cold.safetensors
+made vectors/cold.safetensors || $SW calibrate "$WORK/cold-layer.safetensors" --reference cold --coefs 0.1,0.15,0.175,0.2,0.3 --limit 156 \
+  --cache "$WORK/cal-cold-156" --out vectors/cold.safetensors
 # 6. cards
 for v in warm cold; do
   $SW card vectors/$v.safetensors --out vectors/$v.md --made-by "scripts/make_vectors.sh" \
