@@ -569,14 +569,22 @@ def _legend(axes: list[Any], spare: Any) -> None:
         axes[-1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7)
 
 
-def plot_errors(data: dict[str, Any], path: Path) -> Path:
-    from steerwarm.plots import pyplot, save_figure
+def _task_panels(data: dict[str, Any]) -> tuple[Any, list[Any], Any, list[str], list[dict[str, Any]],
+                                                list[dict[str, Any]]]:
+    """One panel per task plus all tasks: (figure, axes, spare axis, scopes, dial points, reference points)."""
+    from steerwarm.plots import pyplot
 
-    plt = pyplot()
     scopes = [*data["tasks"], ALL]
-    fig, axes, spare = _panels(len(scopes), plt)
+    fig, axes, spare = _panels(len(scopes), pyplot())
     dial = [p for p in data["points"] if p["kind"] == "dial"]
     refs = [p for p in data["points"] if p["kind"] != "dial"]
+    return fig, axes, spare, scopes, dial, refs
+
+
+def plot_errors(data: dict[str, Any], path: Path) -> Path:
+    from steerwarm.plots import save_figure
+
+    fig, axes, spare, scopes, dial, refs = _task_panels(data)
     for ax, task in zip(axes, scopes, strict=True):
         for belief, name in BELIEF_LEVELS:
             color = BELIEF_COLORS[belief]
@@ -600,13 +608,9 @@ def plot_errors(data: dict[str, Any], path: Path) -> Path:
 
 
 def plot_belief_effect(data: dict[str, Any], path: Path) -> Path:
-    from steerwarm.plots import pyplot, save_figure
+    from steerwarm.plots import save_figure
 
-    plt = pyplot()
-    scopes = [*data["tasks"], ALL]
-    fig, axes, spare = _panels(len(scopes), plt)
-    dial = [p for p in data["points"] if p["kind"] == "dial"]
-    refs = [p for p in data["points"] if p["kind"] != "dial"]
+    fig, axes, spare, scopes, dial, refs = _task_panels(data)
     for ax, task in zip(axes, scopes, strict=True):
         be = data["belief_effect"][task]
         xs = [p["x"] for p in dial]

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Inspection reports of the shipped dial vectors into eval/vectors/{warm,cold}/: per-layer norms, cosines with the
+# raw model diffs and the two contrasts, probe accuracy (the `extract sft` activation caches, when present), the
+# logit lens at the steered layer, and projections of base, steered (warmth -1 / +1) and fine-tuned (warm / cold)
+# answers to the 156 validation prompts (eval/warmth/dial/responses.jsonl) onto the direction.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RUNS=${RUNS:-$HOME/.cache/steerwarm/runs}
+TEXTS=$(mktemp -d)
+.venv/bin/python - "$TEXTS" <<'PY'
+import json, sys
+out = sys.argv[1]
+files = {}
+for line in open("eval/warmth/dial/responses.jsonl", encoding="utf-8"):
+    r = json.loads(line)
+    name = r["target"].replace("=", "")
+    files.setdefault(name, open(f"{out}/{name}.jsonl", "w", encoding="utf-8")).write(
+        json.dumps({"prompt": r["prompt"], "text": r["text"]}, ensure_ascii=False) + "\n")
+PY
+caches=()
+for v in warm cold; do [ -d "$RUNS/sft-$v/acts" ] && caches+=(--cache "$RUNS/sft-$v"); done
+for v in warm cold; do
+  .venv/bin/steerwarm inspect vectors/$v.safetensors --out eval/vectors/$v "${caches[@]}" \
+    --against vectors/raw/sft-warm-mean.safetensors --against vectors/raw/sft-cold-mean.safetensors \
+    --against vectors/raw/corpus-contrast.safetensors --against vectors/raw/system-prompt-contrast.safetensors \
+    --texts base="$TEXTS/base.jsonl" --texts warmth-1="$TEXTS/warmth-1.jsonl" --texts warmth+1="$TEXTS/warmth1.jsonl" \
+    --texts sft-warm="$TEXTS/sftwarm.jsonl" --texts sft-cold="$TEXTS/sftcold.jsonl"
+done
+rm -rf "$TEXTS"
