@@ -33,7 +33,6 @@ console = Console()
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTER_DIR = Path(__file__).resolve().parent / "corpus" / "starter"
-STARTER_VECTOR = REPO_ROOT / "vectors" / "starter-contrast.safetensors"
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model name, local folder or cached hub id.")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="float32 or bfloat16.")]
@@ -297,23 +296,23 @@ def warmth_compare(
 
 @app.command("demo")
 def demo(
-    coef: Annotated[list[float] | None, typer.Option(help="Raw coefficients to compare.")] = None,
+    warmth: Annotated[list[float] | None, typer.Option(help="Dial values to compare.")] = None,
     max_tokens: int = 60,
 ) -> None:
-    """Steer the default model with the shipped starter vector and show base, warmer and colder answers."""
+    """Steer the default model with the shipped calibrated dial and show colder, base and warmer answers."""
+    from steerwarm.dial import Dial
     from steerwarm.generation import GenerationConfig, chat_text, generate_texts
     from steerwarm.models import load
-    from steerwarm.vectors import SteeringVector
 
-    coefs = coef or [-0.25, 0.0, 0.25]
+    values = warmth or [-1.0, 0.0, 1.0]
     loaded = load()
-    vec = SteeringVector.load(STARTER_VECTOR)
+    specs = Dial.from_dir(REPO_ROOT / "vectors").specs(values)
     prompts = ["I failed my exam today and I feel stupid.", "How do I make a cup of tea?"]
     for p in prompts:
         text = chat_text(loaded, [{"role": "user", "content": p}])
-        outs = generate_texts(loaded, [text] * len(coefs), vector=vec, coefs=coefs,
+        outs = generate_texts(loaded, [text] * len(values), specs=specs,
                               config=GenerationConfig(max_new_tokens=max_tokens))
-        _print_side_by_side(p, [f"coef {c:+g}" for c in coefs], outs)
+        _print_side_by_side(p, [f"warmth {w:+g}" for w in values], outs)
 
 
 if __name__ == "__main__":
