@@ -123,6 +123,10 @@ def test_cli_inspect(extracted: tuple[LoadedModel, SteeringVector, Path], tmp_pa
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "| layer | r |" in text
     assert "mine (read by the base model)" in text and "## Logit lens at layer 1" in text
+    (tmp_path / "bad.jsonl").write_text("not json\n")
+    bad = CliRunner().invoke(app, ["inspect", str(tmp_path / "v.safetensors"), "--no-model", "--texts",
+                                   f"bad={tmp_path / 'bad.jsonl'}", "--out", str(tmp_path / "rep2")])
+    assert bad.exit_code == 2 and "--texts bad:" in bad.output and "bad.jsonl:1" in bad.output
 
 
 @pytest.mark.skipif(importlib.util.find_spec("transformer_lens") is None,

@@ -14,8 +14,11 @@ files = {}
 for line in open("eval/warmth/dial/responses.jsonl", encoding="utf-8"):
     r = json.loads(line)
     name = r["target"].replace("=", "")
-    files.setdefault(name, open(f"{out}/{name}.jsonl", "w", encoding="utf-8")).write(
-        json.dumps({"prompt": r["prompt"], "text": r["text"]}, ensure_ascii=False) + "\n")
+    if name not in files:
+        files[name] = open(f"{out}/{name}.jsonl", "w", encoding="utf-8")
+    files[name].write(json.dumps({"prompt": r["prompt"], "text": r["text"]}, ensure_ascii=False) + "\n")
+for fh in files.values():
+    fh.close()
 PY
 caches=()
 for v in warm cold; do [ -d "$RUNS/sft-$v/acts" ] && caches+=(--cache "$RUNS/sft-$v"); done

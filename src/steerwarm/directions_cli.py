@@ -272,7 +272,10 @@ def inspect(
         label, sep, path = spec.partition("=")
         if not sep:
             _fail(f"--texts wants LABEL=FILE, got {spec!r}")
-        inputs.texts[label] = read_texts(path)
+        try:
+            inputs.texts[label] = read_texts(path)
+        except (OSError, ValueError) as exc:
+            _fail(f"--texts {label}: {exc}")
     if no_model:
         inputs.model_error = "(--no-model)"
     else:
