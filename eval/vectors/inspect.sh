@@ -2,7 +2,7 @@
 # Inspection reports of the shipped dial vectors into eval/vectors/{warm,cold}/: per-layer norms, cosines with the
 # raw model diffs and the two contrasts, probe accuracy (the `extract sft` activation caches, when present), the
 # logit lens at the steered layer, and projections of base, steered (warmth -1 / +1) and fine-tuned (warm / cold)
-# answers to the 156 validation prompts (eval/warmth/dial/responses.jsonl) onto the direction.
+# answers to every third of the 156 validation prompts (52; eval/warmth/dial/responses.jsonl) onto the direction.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${RUNS:-$HOME/.cache/steerwarm/runs}
@@ -11,8 +11,9 @@ TEXTS=$(mktemp -d)
 import json, sys
 out = sys.argv[1]
 files = {}
-for line in open("eval/warmth/dial/responses.jsonl", encoding="utf-8"):
-    r = json.loads(line)
+rows = [json.loads(line) for line in open("eval/warmth/dial/responses.jsonl", encoding="utf-8")]
+ids = sorted({r["id"] for r in rows})[::3]  # every third prompt: the projections take ~1 s per answer here
+for r in (r for r in rows if r["id"] in ids):
     name = r["target"].replace("=", "")
     if name not in files:
         files[name] = open(f"{out}/{name}.jsonl", "w", encoding="utf-8")
