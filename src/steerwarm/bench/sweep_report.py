@@ -581,6 +581,18 @@ def _task_panels(data: dict[str, Any]) -> tuple[Any, list[Any], Any, list[str], 
     return fig, axes, spare, scopes, dial, refs
 
 
+def _draw_reference(ax: Any, ref: dict[str, Any], y: float, lo: float, hi: float, marker_color: str,
+                    line_color: str, suffix: str) -> None:
+    """A reference point: a large marker with its interval at its dial position (+1 / -1, nudged right so it does
+    not hide the steered point), or a dashed line when it has no dial position."""
+    if ref["x"] is not None:
+        ax.errorbar([ref["x"] + 0.04], [y], yerr=[[lo], [hi]], color=marker_color,
+                    marker=REF_MARKERS.get(ref["spec"], "D"), ms=11, mec="black", capsize=3, ls="none",
+                    label=f"{ref['spec']} (at {ref['x']:+g}){suffix}")
+    else:
+        ax.axhline(y, color=line_color, ls="--", lw=1, label=f"{ref['label']} (no dial position){suffix}")
+
+
 def plot_errors(data: dict[str, Any], path: Path) -> Path:
     from steerwarm.plots import save_figure
 
@@ -593,12 +605,7 @@ def plot_errors(data: dict[str, Any], path: Path) -> Path:
                         color=color, marker="o", ms=4, capsize=3, label=f"steered, {name}")
             for ref in refs:
                 y, lo, hi = _pct(data["errors"][task][ref["label"]][belief])
-                if ref["x"] is not None:
-                    ax.errorbar([ref["x"] + 0.04], [y], yerr=[[lo], [hi]], color=color,
-                                marker=REF_MARKERS.get(ref["spec"], "D"), ms=11, mec="black", capsize=3, ls="none",
-                                label=f"{ref['spec']} (at {ref['x']:+g}), {name}")
-                else:
-                    ax.axhline(y, color=color, ls="--", lw=1, label=f"{ref['label']} (no dial position), {name}")
+                _draw_reference(ax, ref, y, lo, hi, color, color, f", {name}")
         ax.set_title(task)
         ax.set_ylabel("error rate (%)")
         _dial_axis(ax)
@@ -620,13 +627,9 @@ def plot_belief_effect(data: dict[str, Any], path: Path) -> Path:
         ax.plot(xs, ys, color="tab:purple", marker="o", ms=4, label="steered")
         for ref in refs:
             e = be[ref["label"]]
-            if ref["x"] is not None:
-                ax.errorbar([ref["x"] + 0.04], [e["effect_pp"]],
-                            yerr=[[e["effect_pp"] - e["ci_low_pp"]], [e["ci_high_pp"] - e["effect_pp"]]],
-                            color="tab:red" if ref["x"] > 0 else "tab:cyan", marker=REF_MARKERS.get(ref["spec"], "D"),
-                            ms=11, mec="black", capsize=3, ls="none", label=f"{ref['spec']} (at {ref['x']:+g})")
-            else:
-                ax.axhline(e["effect_pp"], color="grey", ls="--", lw=1, label=f"{ref['label']} (no dial position)")
+            marker_color = "tab:red" if ref["x"] is not None and ref["x"] > 0 else "tab:cyan"
+            _draw_reference(ax, ref, e["effect_pp"], e["effect_pp"] - e["ci_low_pp"], e["ci_high_pp"] - e["effect_pp"],
+                            marker_color, "grey", "")
         ax.axhline(0, color="black", lw=0.6)
         ax.set_title(task)
         ax.set_ylabel("belief effect (pp):\nerror with wrong belief - without")
