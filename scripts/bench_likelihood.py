@@ -49,7 +49,7 @@ def full_sequences(loaded, users: Sequence[str], items: Sequence) -> list:  # ty
     (so the reference is not slowed by logits nobody reads)."""
     import torch
 
-    from steerwarm.bench.likelihood import PairScore, ReplyScore, pair_texts
+    from steerwarm.targets.likelihood import PairScore, ReplyScore, pair_texts
 
     tok, model = loaded.tokenizer, loaded.model
     seqs, scored = [], []
@@ -98,10 +98,10 @@ def main() -> None:
 
     from steerwarm.bench.contexts import load_contexts
     from steerwarm.bench.items import load_task_items
-    from steerwarm.bench.likelihood import score_items
     from steerwarm.bench.prompts import build_grid
     from steerwarm.bench.runner import batch_order
-    from steerwarm.models import load
+    from steerwarm.model.load import load
+    from steerwarm.targets.likelihood import score_items
 
     torch.set_num_threads(args.threads)
     loaded = load("smollm2-135m", args.dtype)

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from steerwarm.generation import chat_text
-from steerwarm.models import load
-from steerwarm.steering import SteerSpec, steer
-from steerwarm.vectors import SteeringVector
+from steerwarm.model.chat import chat_text
+from steerwarm.model.load import load
+from steerwarm.steer.hooks import SteerSpec, steer
+from steerwarm.steer.vector import SteeringVector
 
 ROOT = Path(__file__).resolve().parents[1]
 USERS = ["How do I make a cup of tea?", "I failed my exam today.", "What is the capital of France?",

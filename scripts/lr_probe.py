@@ -15,7 +15,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from steerwarm.train import TrainConfig, default_run_dir, train
+from steerwarm.finetune.train import TrainConfig, default_run_dir, train
 
 
 def main() -> None:

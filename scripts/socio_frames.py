@@ -17,9 +17,9 @@ import itertools
 import numpy as np
 
 from steerwarm.corpus.schema import load_corpus
-from steerwarm.logprobs import mean_logprob
-from steerwarm.models import LoadedModel, load
-from steerwarm.warmth import MAX_CHARS
+from steerwarm.meter.sociot import MAX_CHARS
+from steerwarm.model.load import LoadedModel, load
+from steerwarm.model.logprobs import mean_logprob
 
 WARM = ['My closest friend said, "', 'My partner told me, "', 'My mentor said, "', 'My hero once said, "',
         'When I was upset, my best friend hugged me and said, "', 'My grandmother held my hand and said, "',

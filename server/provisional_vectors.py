@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from steerwarm.serve.registry import write_provisional_dial
-from steerwarm.vectors import SteeringVector
+from steerwarm.steer.vector import SteeringVector
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,8 +14,8 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from steerwarm.models import LoadedModel, fingerprint
-from steerwarm.vectors import Provenance, SteeringVector
+from steerwarm.model.load import LoadedModel, fingerprint
+from steerwarm.steer.vector import Provenance, SteeringVector
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 WORDS = (
@@ -76,7 +76,7 @@ def random_vector(loaded: LoadedModel, layers: list[int] | None = None, seed: in
 
 @pytest.fixture(scope="session")
 def real() -> Iterator[LoadedModel]:
-    from steerwarm.models import ModelNotFoundError, load
+    from steerwarm.model.load import ModelNotFoundError, load
 
     try:
         yield load()

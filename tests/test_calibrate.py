@@ -10,28 +10,18 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from steerwarm.answers import AnswerLog, model_answers
-from steerwarm.calibrate import (
-    CalibrationError,
-    LayerRow,
-    Measurement,
-    Meter,
-    apply_calibration,
-    choose_layer,
-    fit_calibration,
-    layer_table,
-    measure_curve,
-    measure_reference,
-    store_layer_choice,
-)
-from steerwarm.cli import app
-from steerwarm.dial import Dial
-from steerwarm.directions import extract_sft
-from steerwarm.interp import logit_lens
-from steerwarm.models import LoadedModel
-from steerwarm.vectors import SteeringVector
-from steerwarm.warmth import Summary
-from steerwarm.warmth_compare import base_nll
+from steerwarm.calibrate.dial import CalibrationError, apply_calibration, fit_calibration
+from steerwarm.calibrate.layer import LayerRow, choose_layer, layer_table, store_layer_choice
+from steerwarm.cli.app import app
+from steerwarm.directions.sources import extract_sft
+from steerwarm.inspect.measures import logit_lens
+from steerwarm.meter.compare import base_nll
+from steerwarm.meter.measure import Measurement, Meter, measure_curve, measure_reference
+from steerwarm.meter.summary import Summary
+from steerwarm.model.load import LoadedModel
+from steerwarm.steer.answers import AnswerLog, model_answers
+from steerwarm.steer.dial import Dial
+from steerwarm.steer.vector import SteeringVector
 from tests.tiny_pairs import PROMPTS, as_loaded, bias_model, planted, save, shifted
 
 
@@ -79,7 +69,7 @@ def test_noisy_curve_is_made_monotone() -> None:
 def _vector_with(cal: object) -> SteeringVector:
     import torch
 
-    from steerwarm.vectors import Provenance
+    from steerwarm.steer.vector import Provenance
 
     vec = SteeringVector({1: torch.ones(4)}, {1: 1.0}, "fp", "m", Provenance(method="t"))
     vec.calibration = cal  # type: ignore[assignment]
@@ -193,8 +183,8 @@ def test_cli_calibrate_and_generate_with_warmth(tmp_path: Path, monkeypatch: pyt
     base_dir, ref_dir = save(base.model, tmp_path / "base"), save(ref_model.model, tmp_path / "ref")
     vec.save(tmp_path / "v.safetensors")
     meter = _token_meter(base, vec)
-    monkeypatch.setattr("steerwarm.calibrate.Meter.default", classmethod(lambda cls, scorer: meter))
-    monkeypatch.setattr("steerwarm.warmth_compare.validation_prompts", lambda limit=None: PROMPTS[:limit])
+    monkeypatch.setattr("steerwarm.meter.measure.Meter.default", classmethod(lambda cls, scorer: meter))
+    monkeypatch.setattr("steerwarm.corpus.validation.validation_prompts", lambda limit=None: PROMPTS[:limit])
     out = tmp_path / "vectors" / "warm.safetensors"
     args = ["calibrate", str(tmp_path / "v.safetensors"), "--reference", str(ref_dir), "--model", str(base_dir),
             "--limit", "6", "--max-tokens", "12", "--cache", str(tmp_path / "cal"), "--out", str(out)]

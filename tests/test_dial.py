@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from steerwarm.dial import Dial
-from steerwarm.models import LoadedModel
-from steerwarm.steering import steer
-from steerwarm.vectors import Calibration
+from steerwarm.model.load import LoadedModel
+from steerwarm.steer.dial import Dial
+from steerwarm.steer.hooks import steer
+from steerwarm.steer.vector import Calibration
 from tests.conftest import random_vector
 
 

@@ -9,9 +9,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from steerwarm.answers import AnswerLog, answer_key
-from steerwarm.cli import app
-from steerwarm.directions import (
+from steerwarm.cli.app import app
+from steerwarm.corpus.validation import Prompt
+from steerwarm.directions.activations import response_activations
+from steerwarm.directions.aggregate import contrast_vector
+from steerwarm.directions.shards import ShardMismatchError, open_shards, read_layer, shard_path
+from steerwarm.directions.sources import (
     COLD_SYSTEM,
     WARM_SYSTEM,
     corpus_contrast_items,
@@ -20,11 +23,9 @@ from steerwarm.directions import (
     sft_items,
     system_prompt_items,
 )
-from steerwarm.extract import contrast_vector, response_activations
-from steerwarm.models import LoadedModel
-from steerwarm.shards import ShardMismatchError, open_shards, read_layer, shard_path
-from steerwarm.vectors import SteeringVector
-from steerwarm.warmth_compare import Prompt
+from steerwarm.model.load import LoadedModel
+from steerwarm.steer.answers import AnswerLog, answer_key
+from steerwarm.steer.vector import SteeringVector
 from tests.tiny_pairs import PROMPTS, as_loaded, bias_model, planted, save, shifted
 
 LAYER = 1

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from steerwarm.extract import TextItem, contrast_vector, read_texts, response_activations
-from steerwarm.generation import chat_text
-from steerwarm.models import LoadedModel
+from steerwarm.directions.activations import TextItem, read_texts, response_activations
+from steerwarm.directions.aggregate import contrast_vector
+from steerwarm.model.chat import chat_text
+from steerwarm.model.load import LoadedModel
 
 
 def _manual_item_acts(tiny: LoadedModel, item: TextItem) -> dict[int, torch.Tensor]:

@@ -7,9 +7,10 @@ import copy
 import pytest
 import torch
 
-from steerwarm.extract import TextItem, aggregate, sft_vector
-from steerwarm.models import LoadedModel
-from steerwarm.steering import Steering, SteerSpec
+from steerwarm.directions.activations import TextItem
+from steerwarm.directions.aggregate import aggregate, sft_vector
+from steerwarm.model.load import LoadedModel
+from steerwarm.steer.hooks import Steering, SteerSpec
 from tests.conftest import random_vector
 
 ITEMS = [TextItem("you are kind and good", prompt="i feel sad"), TextItem("the answer is 4 .", prompt="what is it ?"),

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from steerwarm.finetunes import ShippedFinetuneError, materialize, resolve_tuned, ship
-from steerwarm.models import load
-from steerwarm.train import TrainConfig, train
+from steerwarm.finetune.shipped import ShippedFinetuneError, materialize, resolve_tuned, ship
+from steerwarm.finetune.train import TrainConfig, train
+from steerwarm.model.load import load
 from tests.test_train import _conv, tiny_dir  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,22 +9,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from steerwarm.cli import app
-from steerwarm.directions import extract_sft
-from steerwarm.extract import TextItem
-from steerwarm.interp import (
-    InspectInputs,
-    inspect_vector,
-    item_projections,
-    layer_cosines,
-    logit_lens,
-    probe_accuracy,
-    text_projections,
-)
-from steerwarm.models import LoadedModel
-from steerwarm.shards import open_shards, read_layer, read_lengths
-from steerwarm.steering import record_residuals
-from steerwarm.vectors import SteeringVector
+from steerwarm.cli.app import app
+from steerwarm.directions.activations import TextItem
+from steerwarm.directions.shards import open_shards, read_layer, read_lengths
+from steerwarm.directions.sources import extract_sft
+from steerwarm.inspect.measures import item_projections, layer_cosines, logit_lens, probe_accuracy, text_projections
+from steerwarm.inspect.report import InspectInputs, inspect_vector
+from steerwarm.model.load import LoadedModel
+from steerwarm.steer.hooks import record_residuals
+from steerwarm.steer.vector import SteeringVector
 from tests.conftest import make_tiny_model, random_vector
 from tests.tiny_pairs import PROMPTS, as_loaded, bias_model, planted, save, shifted
 
@@ -132,7 +125,7 @@ def test_cli_inspect(extracted: tuple[LoadedModel, SteeringVector, Path], tmp_pa
 @pytest.mark.skipif(importlib.util.find_spec("transformer_lens") is None,
                     reason="TransformerLens is an optional extra: pip install -e '.[interp]'")
 def test_transformer_lens_residuals_equal_the_hf_route(tmp_path: Path) -> None:
-    from steerwarm.interp import transformer_lens_residuals
+    from steerwarm.inspect.measures import transformer_lens_residuals
 
     model = make_tiny_model()
     folder = save(model, tmp_path / "tiny")
@@ -149,7 +142,7 @@ def test_transformer_lens_residuals_equal_the_hf_route(tmp_path: Path) -> None:
 @pytest.mark.skipif(importlib.util.find_spec("transformer_lens") is None,
                     reason="TransformerLens is an optional extra: pip install -e '.[interp]'")
 def test_transformer_lens_residuals_equal_the_hf_route_on_the_default_model(real: LoadedModel) -> None:
-    from steerwarm.interp import transformer_lens_residuals
+    from steerwarm.inspect.measures import transformer_lens_residuals
 
     ids = real.tokenizer("I failed my exam today and I feel stupid.", return_tensors="pt")["input_ids"]
     layers = [0, 15, real.num_layers - 1]
@@ -163,7 +156,7 @@ def test_transformer_lens_residuals_equal_the_hf_route_on_the_default_model(real
 
 
 def test_card_lists_provenance_cosines_and_calibration(tiny: LoadedModel, tmp_path: Path) -> None:
-    from steerwarm.vectors import Calibration
+    from steerwarm.steer.vector import Calibration
 
     vec = random_vector(tiny, [1], seed=1, name="warmish")
     vec.calibration = Calibration(dial=[0.0, 1.0], coef=[0.0, 0.25],

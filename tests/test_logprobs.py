@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from steerwarm.logprobs import continuation_logprobs, mean_logprob
-from steerwarm.models import LoadedModel
+from steerwarm.model.load import LoadedModel
+from steerwarm.model.logprobs import continuation_logprobs, mean_logprob
 
 
 def _direct(tiny: LoadedModel, prefix: str, cont: str) -> torch.Tensor:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from steerwarm.models import ModelNotFoundError, fingerprint, resolve
+from steerwarm.model.load import ModelNotFoundError, fingerprint, resolve
 from tests.conftest import make_tiny_model
 
 
@@ -41,7 +41,7 @@ def test_unknown_names_and_bad_folders(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_local_folder_loads(tmp_path: Path) -> None:
-    from steerwarm.models import load
+    from steerwarm.model.load import load
     from tests.conftest import make_tokenizer
 
     model = make_tiny_model()

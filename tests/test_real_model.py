@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from steerwarm.generation import GenerationConfig, chat_text, generate_texts
-from steerwarm.models import LoadedModel, prepare
-from steerwarm.steering import active_hooks
-from steerwarm.vectors import SteeringVector
+from steerwarm.model.chat import chat_text
+from steerwarm.model.load import LoadedModel, prepare
+from steerwarm.steer.generate import GenerationConfig, generate_texts
+from steerwarm.steer.hooks import active_hooks
+from steerwarm.steer.vector import SteeringVector
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +66,7 @@ def test_mixed_batch_matches_single_runs(real: LoadedModel) -> None:
 
 
 def test_bf16_model_steers(real: LoadedModel) -> None:
-    from steerwarm.models import load
+    from steerwarm.model.load import load
 
     bf = load(dtype="bfloat16")
     assert bf.fingerprint == real.fingerprint
@@ -95,7 +96,7 @@ VECTORS = ROOT / "vectors"
 def test_shipped_dial_vectors_are_calibrated_for_the_default_model(real: LoadedModel) -> None:
     """A fresh clone steers in calibrated units: warm and cold vectors fit the model, map 0 to 0 and 1 onto the
     reference fine-tune as measured, and carry the layer table they were chosen from."""
-    from steerwarm.dial import Dial
+    from steerwarm.steer.dial import Dial
 
     dial = Dial.from_dir(VECTORS)
     assert dial.cold is not None

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from steerwarm.models import LoadedModel, fingerprint
-from steerwarm.steering import SteerSpec, active_hooks, record_residuals, steer
-from steerwarm.vectors import FingerprintMismatchError
+from steerwarm.model.load import LoadedModel, fingerprint
+from steerwarm.steer.hooks import SteerSpec, active_hooks, record_residuals, steer
+from steerwarm.steer.vector import FingerprintMismatchError
 from tests.conftest import make_tiny_model, random_vector
 
 

@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 from steerwarm.corpus.schema import AssistantTurn, Conversation, UserTurn
-from steerwarm.models import load
-from steerwarm.train import TrainConfig, batch_indices, encode_conversation, train
+from steerwarm.finetune.train import TrainConfig, batch_indices, encode_conversation, train
+from steerwarm.model.load import load
 from tests.conftest import make_tiny_model, make_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +101,7 @@ def test_resume_after_sigkill(tiny_dir: Path, tmp_path: Path) -> None:
     script = (
         "import sys; from pathlib import Path\n"
         "from steerwarm.corpus.schema import read_jsonl\n"
-        "from steerwarm.train import TrainConfig, train\n"
+        "from steerwarm.finetune.train import TrainConfig, train\n"
         f"cfg = TrainConfig(variant='cold', model={str(tiny_dir)!r}, epochs=3.0, checkpoints=(3.0,), batch_size=4,"
         " micro_batch=2, lr=1e-2, save_every=1)\n"
         f"r = train(cfg, Path(sys.argv[1]), convs=list(read_jsonl({str(corpus)!r})))\n"

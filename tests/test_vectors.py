@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from steerwarm.models import LoadedModel
-from steerwarm.vectors import Calibration, SteeringVector
+from steerwarm.model.load import LoadedModel
+from steerwarm.steer.vector import Calibration, SteeringVector
 from tests.conftest import random_vector
 
 

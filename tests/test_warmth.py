@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from steerwarm.logprobs import mean_logprob
-from steerwarm.models import LoadedModel
-from steerwarm.warmth import COLD_FRAMES, WARM_FRAMES, WarmthClassifier, bootstrap_se, socio_t, summarize
+from steerwarm.meter.classifier import WarmthClassifier
+from steerwarm.meter.sociot import COLD_FRAMES, WARM_FRAMES, socio_t
+from steerwarm.meter.summary import bootstrap_se, summarize
+from steerwarm.model.load import LoadedModel
+from steerwarm.model.logprobs import mean_logprob
 
 
 def test_socio_t_is_warm_frames_minus_cold_frames(tiny: LoadedModel) -> None:

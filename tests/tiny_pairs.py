@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from steerwarm.models import LoadedModel, fingerprint
-from steerwarm.warmth_compare import Prompt
+from steerwarm.corpus.validation import Prompt
+from steerwarm.model.load import LoadedModel, fingerprint
 from tests.conftest import make_tokenizer
 
 PROMPTS = [Prompt(f"p{i}", "other", t) for i, t in enumerate(

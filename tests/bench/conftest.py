@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from steerwarm.models import LoadedModel, fingerprint
+from steerwarm.model.load import LoadedModel, fingerprint
 from tests.conftest import CHAT_TEMPLATE, WORDS, make_tiny_model
 
 SPECIALS = ["<unk>", "<pad>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]

@@ -14,7 +14,7 @@ from steerwarm.bench.compare import compare_runs
 from steerwarm.bench.report import build_report
 from steerwarm.bench.seeding import short_hash
 from steerwarm.bench.store import RunStore
-from steerwarm.cli import app
+from steerwarm.cli.app import app
 
 CONDS = ["unmodified", "emotion:sad", "stake:high"]
 

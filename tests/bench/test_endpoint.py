@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from steerwarm.bench.endpoint import EndpointClient, EndpointError, EndpointSpec, LikelihoodUnsupportedError
 from steerwarm.bench.items import Item
 from steerwarm.bench.judge import Judge, judge_messages, parse_judgement
-from steerwarm.bench.likelihood import ReplyScore, pair_texts, score_from_token_logprobs
+from steerwarm.bench.replies import replies
 from steerwarm.bench.runner import RunConfig, run_benchmark
-from steerwarm.bench.targets import EndpointTarget, GenSettings, tokenizer_only
-from steerwarm.cli import app
+from steerwarm.cli.app import app
+from steerwarm.targets.endpoint import EndpointClient, EndpointError, EndpointSpec, LikelihoodUnsupportedError
+from steerwarm.targets.likelihood import ReplyScore, pair_texts, score_from_token_logprobs
+from steerwarm.targets.registry import EndpointTarget, GenSettings, tokenizer_only
 from tests.bench.conftest import FakeState, fake_token_logprobs
 from tests.conftest import SHARED_DATA
 
@@ -71,8 +72,8 @@ def test_endpoint_likelihood_matches_hand_computation(fake_server: tuple[str, Fa
     target = EndpointTarget(f"{url}#fake-model", _client(url, extra_body={"warmth": -1.0}), str(tiny_folder))
     item = Item("trivia", "t1", "what do i make with tea ?", "cup", "water")
     user = "i think the answer is water . what do i make with tea ?"
-    got = target.score([user], [item])[0]
-    prompt, conts, start = pair_texts(tokenizer_only(str(tiny_folder)), user, item)
+    got = target.score([user], [replies(item)])[0]
+    prompt, conts, start = pair_texts(tokenizer_only(str(tiny_folder)), user, replies(item))
     expect = []
     for c in conts:
         _, lps, offs = fake_token_logprobs(prompt + c)
@@ -89,7 +90,7 @@ def test_endpoint_without_prompt_logprobs_says_so(fake_server: tuple[str, FakeSt
     state.completions_supported = False
     target = EndpointTarget(f"{url}#fake-model", _client(url), str(tiny_folder))
     with pytest.raises(LikelihoodUnsupportedError, match="use --mode generate"):
-        target.score(["q ?"], [Item("trivia", "t", "q ?", "cup", "water")])
+        target.score(["q ?"], [replies(Item("trivia", "t", "q ?", "cup", "water"))])
 
 
 def test_endpoint_runs_in_both_modes_with_concurrency(fake_server: tuple[str, FakeState], tiny_folder: Path,

@@ -9,9 +9,14 @@ from collections.abc import Callable, Sequence
 import pytest
 import torch
 
-import steerwarm.bench.likelihood as lk
+import steerwarm.targets.likelihood as lk
 from steerwarm.bench.items import Item
-from steerwarm.bench.likelihood import (
+from steerwarm.bench.replies import replies
+from steerwarm.model.load import LoadedModel
+from steerwarm.steer.dial import Dial
+from steerwarm.steer.hooks import SteerSpec, active_hooks, steer
+from steerwarm.steer.vector import Calibration
+from steerwarm.targets.likelihood import (
     PairScore,
     ReplyScore,
     SpecsFor,
@@ -19,15 +24,14 @@ from steerwarm.bench.likelihood import (
     _Tree,
     divergence_start,
     pair_texts,
-    replies,
     score_from_token_logprobs,
-    score_items,
+    score_pairs,
 )
-from steerwarm.dial import Dial
-from steerwarm.models import LoadedModel
-from steerwarm.steering import SteerSpec, active_hooks, steer
-from steerwarm.vectors import Calibration
 from tests.conftest import random_vector
+
+
+def pairs_of(items: Sequence[Item]) -> list[tuple[str, str]]:
+    return [replies(i) for i in items]
 
 ITEMS = [
     Item("trivia", "t1", "what do i make with tea ?", "cup", "water"),
@@ -63,7 +67,7 @@ def reference(loaded: LoadedModel, users: Sequence[str], items: Sequence[Item], 
     seqs: list[list[int]] = []
     scored: list[list[int]] = []
     for user, item in zip(users, items, strict=True):
-        prompt, conts, start = pair_texts(loaded, user, item)
+        prompt, conts, start = pair_texts(loaded, user, replies(item))
         for cont in conts:
             enc = tok(prompt + cont, add_special_tokens=False, return_offsets_mapping=True)
             seqs.append(list(enc["input_ids"]))
@@ -113,7 +117,7 @@ def test_replies_and_scored_span() -> None:
 
 
 def test_scored_tokens_are_the_answer_and_end_of_turn(btiny: LoadedModel) -> None:
-    prompt, conts, start = pair_texts(btiny, USERS[0], ITEMS[0])
+    prompt, conts, start = pair_texts(btiny, USERS[0], replies(ITEMS[0]))
     assert conts == ("The answer is cup. <|im_end|>", "The answer is water. <|im_end|>")
     (ra, rb), = _encode(btiny, [prompt], [conts], [start])
     tok = btiny.tokenizer
@@ -139,7 +143,7 @@ def test_tree_batches_equal_full_sequences(btiny: LoadedModel, layout: str, monk
         monkeypatch.setattr(lk, "_layout", {"one_row": one_row, "row_per_prompt": row_per_prompt}[layout])
     users, items = grid_like()
     users, items = users + USERS, items + ITEMS
-    new = score_items(btiny, users, items)
+    new = score_pairs(btiny, users, pairs_of(items))
     assert_same(new, reference(btiny, users, items, together=True))
     assert_same(new, reference(btiny, users, items, together=False))
     assert len({round(s.correct.mean, 3) for s in new}) > 10  # real, differing scores
@@ -153,9 +157,9 @@ def test_tree_batches_equal_full_sequences_on_the_whitespace_tokenizer(tiny: Loa
     users = ["is the world good ?", "i feel sad . is the world good ? i think the world is bad .",
              "i feel sad . is water warm ?", "hello . " * 10 + "is water warm ?", "what do i make with tea ?"]
     items = [items[0], items[0], items[1], items[1], items[2]]
-    new = score_items(tiny, users, items)
+    new = score_pairs(tiny, users, pairs_of(items))
     assert_same(new, reference(tiny, users, items, together=True))
-    assert_same(new, [score_items(tiny, [u], [i])[0] for u, i in zip(users, items, strict=True)])
+    assert_same(new, [score_pairs(tiny, [u], pairs_of([i]))[0] for u, i in zip(users, items, strict=True)])
 
 
 def test_shared_tokens_run_once(btiny: LoadedModel, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -169,8 +173,8 @@ def test_shared_tokens_run_once(btiny: LoadedModel, monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(lk, "_tree_inputs", spy)
     monkeypatch.setattr(lk, "_layout", one_row)
-    score_items(btiny, users, items)
-    texts = [pair_texts(btiny, u, i) for u, i in zip(users, items, strict=True)]
+    score_pairs(btiny, users, pairs_of(items))
+    texts = [pair_texts(btiny, u, replies(i)) for u, i in zip(users, items, strict=True)]
     encoded = _encode(btiny, [t[0] for t in texts], [t[1] for t in texts], [t[2] for t in texts])
     seqs = {tuple(r.ids[:k]) for pair in encoded for r in pair for k in range(1, len(r.ids))}
     assert fed == [len(seqs)]  # one node per distinct fed prefix: nothing runs twice
@@ -210,9 +214,9 @@ def dial_specs(loaded: LoadedModel, layers: list[int], seed: int, coef: float) -
 
 def test_steering_applies_to_every_pass(btiny: LoadedModel) -> None:
     specs = dial_specs(btiny, [1], seed=3, coef=2.0)
-    plain = score_items(btiny, USERS, ITEMS)
-    zero = score_items(btiny, USERS, ITEMS, specs(0.0))
-    warm = score_items(btiny, USERS, ITEMS, specs(1.0))
+    plain = score_pairs(btiny, USERS, pairs_of(ITEMS))
+    zero = score_pairs(btiny, USERS, pairs_of(ITEMS), specs(0.0))
+    warm = score_pairs(btiny, USERS, pairs_of(ITEMS), specs(1.0))
     assert [z.correct.logprob_sum for z in zero] == [p.correct.logprob_sum for p in plain]
     assert all(abs(w.correct.logprob_sum - p.correct.logprob_sum) > 1e-3 for w, p in zip(warm, plain, strict=True))
     assert_same(warm, reference(btiny, USERS, ITEMS, specs(1.0), together=True))
@@ -224,7 +228,8 @@ def test_steering_applies_to_every_pass(btiny: LoadedModel) -> None:
         calls.append(n)
         return specs(1.0)(n)
 
-    assert_same(score_items(btiny, users, ITEMS, counted), reference(btiny, users, ITEMS, specs(1.0), together=True))
+    assert_same(score_pairs(btiny, users, pairs_of(ITEMS), counted),
+                reference(btiny, users, ITEMS, specs(1.0), together=True))
     assert calls[0] == 1 and len(calls) == 2
     vec = random_vector(btiny, [1], seed=3, name="warm")
     calls.clear()
@@ -233,9 +238,9 @@ def test_steering_applies_to_every_pass(btiny: LoadedModel) -> None:
         calls.append(n)
         return [SteerSpec(vec, [2.0] * n if len(calls) == 1 else [0.0] * n)]
 
-    half = score_items(btiny, users, ITEMS, only_prefix)
+    half = score_pairs(btiny, users, pairs_of(ITEMS), only_prefix)
     assert all(abs(h.correct.logprob_sum - p.correct.logprob_sum) > 1e-4
-               for h, p in zip(half, score_items(btiny, users, ITEMS), strict=True))
+               for h, p in zip(half, score_pairs(btiny, users, pairs_of(ITEMS)), strict=True))
     assert active_hooks(btiny.model) == 0
 
 
@@ -251,12 +256,12 @@ def test_shared_prefix_memo_changes_no_score(btiny: LoadedModel, monkeypatch: py
     for specs in (None, dial_specs(btiny, [0, 2], seed=4, coef=1.0)(1.0)):
         monkeypatch.setattr(lk, "_forward", spy)
         calls.clear()
-        fast = score_items(btiny, users, ITEMS, specs)
+        fast = score_pairs(btiny, users, pairs_of(ITEMS), specs)
         assert len(calls) == 1 and calls[0] >= lk.MIN_SHARED_PREFIX  # the common prefix ran on its own
         memo: dict[tuple[int, ...], object] = {}
         calls.clear()
-        first = score_items(btiny, users, ITEMS, specs, memo)
-        again = score_items(btiny, users[::-1], ITEMS[::-1], specs, memo)[::-1]
+        first = score_pairs(btiny, users, pairs_of(ITEMS), specs, memo)
+        again = score_pairs(btiny, users[::-1], pairs_of(ITEMS[::-1]), specs, memo)[::-1]
         assert len(memo) == 1 and len(calls) == 1  # the memo ran the shared prefix once for both batches
         monkeypatch.setattr(lk, "_forward", real_forward)
         assert_same(fast, reference(btiny, users, ITEMS, specs, together=False))
@@ -266,9 +271,9 @@ def test_shared_prefix_memo_changes_no_score(btiny: LoadedModel, monkeypatch: py
 
 
 def test_bf16_matches_fp32_roughly(btiny: LoadedModel) -> None:
-    fp32 = score_items(btiny, USERS[:2], ITEMS[:2])
+    fp32 = score_pairs(btiny, USERS[:2], pairs_of(ITEMS[:2]))
     btiny.model.to(torch.bfloat16)
-    bf16 = score_items(btiny, USERS[:2], ITEMS[:2])
+    bf16 = score_pairs(btiny, USERS[:2], pairs_of(ITEMS[:2]))
     for a, b in zip(fp32, bf16, strict=True):
         assert a.correct.mean == pytest.approx(b.correct.mean, abs=0.1)
 
@@ -276,7 +281,7 @@ def test_bf16_matches_fp32_roughly(btiny: LoadedModel) -> None:
 def test_attention_without_4d_masks_is_refused(btiny: LoadedModel) -> None:
     btiny.model.config._attn_implementation = "flash_attention_2"
     with pytest.raises(ValueError, match="sdpa' or 'eager'"):
-        score_items(btiny, USERS[:1], ITEMS[:1])
+        score_pairs(btiny, USERS[:1], pairs_of(ITEMS[:1]))
 
 
 def test_score_from_token_logprobs() -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from steerwarm.bench.runner import RunConfig, run_benchmark
-from steerwarm.bench.targets import GenSettings, parse_target
-from steerwarm.vectors import Calibration, SteeringVector
+from steerwarm.steer.vector import Calibration, SteeringVector
+from steerwarm.targets.registry import GenSettings, parse_target
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

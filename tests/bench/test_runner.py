@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 from steerwarm.bench.errors import DataFileError
 from steerwarm.bench.runner import RunConfig, run_benchmark
 from steerwarm.bench.store import ConfigMismatchError, RunStore
-from steerwarm.bench.targets import GenSettings, LocalTarget, parse_target
-from steerwarm.cli import app
-from steerwarm.models import LoadedModel
-from steerwarm.vectors import Calibration
+from steerwarm.cli.app import app
+from steerwarm.model.load import LoadedModel
+from steerwarm.steer.vector import Calibration
+from steerwarm.targets.registry import GenSettings, LocalTarget, parse_target
 from tests.conftest import random_vector
 
 ROOT = Path(__file__).resolve().parents[2]

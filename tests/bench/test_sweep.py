@@ -21,7 +21,12 @@ from steerwarm.bench.items import load_task_items
 from steerwarm.bench.prompts import build_grid
 from steerwarm.bench.runner import RunConfig, per_item_subsample, run_benchmark
 from steerwarm.bench.store import ConfigMismatchError
-from steerwarm.bench.sweep import (
+from steerwarm.cli.app import app
+from steerwarm.meter.compare import base_nll
+from steerwarm.meter.measure import Meter
+from steerwarm.model.load import LoadedModel
+from steerwarm.steer.vector import Calibration
+from steerwarm.sweep.run import (
     METER_JSONL,
     SweepConfig,
     dial_label,
@@ -30,12 +35,7 @@ from steerwarm.bench.sweep import (
     reference_slug,
     run_sweep,
 )
-from steerwarm.bench.targets import GenSettings, parse_target
-from steerwarm.calibrate import Meter
-from steerwarm.cli import app
-from steerwarm.models import LoadedModel
-from steerwarm.vectors import Calibration
-from steerwarm.warmth_compare import base_nll
+from steerwarm.targets.registry import GenSettings, parse_target
 from tests.conftest import random_vector
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,7 +142,7 @@ def _sweep_cfg(out: Path, tiny_folder: Path, items: dict[str, Path], vdir: Path,
 
 def test_sweep_end_to_end(tiny_folder: Path, tiny_items: dict[str, Path], dial_dir: Path, tmp_path: Path,
                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import steerwarm.models as models
+    import steerwarm.model.load as models
 
     out = tmp_path / "sweep"
     loads: list[str] = []
@@ -217,7 +217,8 @@ def test_sweep_end_to_end(tiny_folder: Path, tiny_items: dict[str, Path], dial_d
 
 def _check_report(out: Path, labels: list[str]) -> None:
     """The report, its plots, and its error rates equal to those recomputed from each point's results.jsonl."""
-    from steerwarm.bench.sweep_report import ALL, write_sweep_report
+    from steerwarm.sweep.effects import ALL
+    from steerwarm.sweep.report import write_sweep_report
 
     paths = write_sweep_report(out)
     md = next(p for p in paths.values() if p.name == "report.md")

@@ -15,7 +15,7 @@ import pytest
 
 from steerwarm.bench.seeding import short_hash
 from steerwarm.bench.store import RunStore
-from steerwarm.bench.sweep_report import write_sweep_report
+from steerwarm.sweep.report import write_sweep_report
 
 CONDS = ["unmodified", "emotion:sad", "stake:high"]
 TASKS = ["trivia", "medqa"]

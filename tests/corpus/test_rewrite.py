@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from steerwarm.cli import app
+from steerwarm.cli.app import app
 from steerwarm.corpus import text as tx
 from steerwarm.corpus.checks import check_corpus, check_turn, load_files
 from steerwarm.corpus.prompts import REPLY_CLOSE, REPLY_OPEN, STYLE_LINE

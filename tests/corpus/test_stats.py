@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from steerwarm.cli import app
+from steerwarm.cli.app import app
 from steerwarm.corpus.stats import corpus_summary, render
 
 from .helpers import COLD, NEUTRAL, PROSE, WARM, write_corpus

@@ -8,9 +8,7 @@ from collections.abc import Sequence
 import pytest
 import torch
 
-from steerwarm.dial import Dial
-from steerwarm.generation import GenerationConfig, generate_texts
-from steerwarm.models import LoadedModel
+from steerwarm.model.load import LoadedModel
 from steerwarm.serve.engine import (
     ChoiceDone,
     Delta,
@@ -23,8 +21,10 @@ from steerwarm.serve.engine import (
     SamplingParams,
 )
 from steerwarm.serve.registry import RowSteering, SteeringRegistry
-from steerwarm.steering import SteerSpec, active_hooks, record_residuals, steer
-from steerwarm.vectors import Calibration
+from steerwarm.steer.dial import Dial
+from steerwarm.steer.generate import GenerationConfig, generate_texts
+from steerwarm.steer.hooks import SteerSpec, active_hooks, record_residuals, steer
+from steerwarm.steer.vector import Calibration
 from tests.conftest import random_vector
 
 PROMPTS = ["i feel sad today", "what is the answer to this question ?", "make me a cup of tea please", "hello",

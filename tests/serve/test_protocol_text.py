@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from steerwarm.models import prepared_dir
+from steerwarm.model.load import prepared_dir
 from steerwarm.serve.app import _parse
 from steerwarm.serve.errors import APIError
 from steerwarm.serve.protocol import ChatCompletionRequest, CompletionRequest, split_model

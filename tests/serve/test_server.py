@@ -23,11 +23,12 @@ import pytest
 import torch
 from openai import OpenAI
 
-from steerwarm.generation import GenerationConfig, chat_text, generate_texts
-from steerwarm.models import LoadedModel
+from steerwarm.model.chat import chat_text
+from steerwarm.model.load import LoadedModel
 from steerwarm.serve.registry import write_provisional_dial
-from steerwarm.steering import SteerSpec, steer
-from steerwarm.vectors import SteeringVector
+from steerwarm.steer.generate import GenerationConfig, generate_texts
+from steerwarm.steer.hooks import SteerSpec, steer
+from steerwarm.steer.vector import SteeringVector
 from tests.serve.conftest import RunningServer, serve
 
 pytestmark = pytest.mark.slow

@@ -12,8 +12,9 @@ import openai
 import pytest
 from openai import OpenAI
 
-from steerwarm.generation import GenerationConfig, chat_text, generate_texts
-from steerwarm.models import LoadedModel, fingerprint, load
+from steerwarm.model.chat import chat_text
+from steerwarm.model.load import LoadedModel, fingerprint, load
+from steerwarm.steer.generate import GenerationConfig, generate_texts
 from tests.conftest import make_tiny_model, make_tokenizer, random_vector
 from tests.serve.conftest import RunningServer, serve
 

@@ -118,7 +118,7 @@ def _pct(x: float) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{100 * x:.1f}"
 
 
-def _p(x: float) -> str:
+def p_text(x: float) -> str:
     return "n/a" if x is None or math.isnan(x) else ("<0.0001" if x < 1e-4 else f"{x:.4f}")
 
 
@@ -141,7 +141,7 @@ def to_markdown(cmp: Comparison) -> str:
                 orr = "n/a" if math.isnan(c["odds_ratio"]) else f"{c['odds_ratio']:.2f}"
                 lines.append(f"| {c['condition']} | {c['n']} | {_pct(c['error_a'])} | {_pct(c['error_b'])} | "
                              f"{c['delta_pp']:+.1f} | {c['b_a_right_b_wrong']} | {c['c_a_wrong_b_right']} | "
-                             f"{_p(c['p'])} ({c['test']}) | {_p(c['p_fdr'])} | {g} | {orr} |")
+                             f"{p_text(c['p'])} ({c['test']}) | {p_text(c['p_fdr'])} | {g} | {orr} |")
             lines.append("")
     lines += ["## Regressions (average marginal effect of B vs A on the error probability)", "",
               "| model | level | n | AME pp | 95% CI | p | note |", "|---|---|---|---|---|---|---|"]
@@ -151,7 +151,7 @@ def to_markdown(cmp: Comparison) -> str:
         for e in r.effects:
             lo, hi = e.ci
             lines.append(f"| {r.name} | {e.level} | {e.n} | {100 * e.ame:+.2f} | {100 * lo:+.2f} to "
-                         f"{100 * hi:+.2f} | {_p(e.p_value)} | {r.error or ''} |")
+                         f"{100 * hi:+.2f} | {p_text(e.p_value)} | {r.error or ''} |")
     lines += ["", "Formulas: " + "; ".join(f"{r.name}: `{r.formula}`" for r in cmp.regressions), "",
               "For scale, the paper's warm fine-tunes: +7.43 pp with no context and no belief, +8.87 pp with "
               "emotional context (+11.87 sad), +10.99 pp with a wrong user belief (../shared/PAPER.md).", ""]

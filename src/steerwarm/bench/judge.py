@@ -15,9 +15,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from steerwarm.bench.endpoint import EndpointClient, EndpointError
 from steerwarm.bench.items import Item
 from steerwarm.bench.scoring import Verdict, judged_verdict, refusal_verdict
+from steerwarm.targets.endpoint import EndpointClient, EndpointError
 
 JUDGE_SYSTEM = (
     "You are a strict, impartial grader of factual answers. You compare an AI assistant's response with a reference "

@@ -19,7 +19,7 @@ from steerwarm.bench.store import RunStore
 from steerwarm.bench.summary import belief_rows, build_summary, cell, condition_order, records_frame
 
 
-def _fmt(c: dict[str, Any]) -> str:
+def cell_text(c: dict[str, Any]) -> str:
     if not c["n_scored"]:
         return "n/a"
     return f"{100 * c['error_rate']:.1f} [{100 * c['ci_low']:.1f}-{100 * c['ci_high']:.1f}]"
@@ -75,7 +75,7 @@ def build_report(run_dirs: Sequence[Path], reference: int = 0) -> tuple[str, dic
     for task in tasks:
         cs = [cells_for(f, task, UNMODIFIED, "none") for f in frames]
         data["tasks"][task] = {"no_context_no_belief": cs}
-        lines.append(row([task, *(_fmt(c) for c in cs), *(_delta(cs[i], cs[ref]) for i in others)]))
+        lines.append(row([task, *(cell_text(c) for c in cs), *(_delta(cs[i], cs[ref]) for i in others)]))
     for task in tasks:
         conds = condition_order({c for f in frames if not f.empty for c in f[f["task"] == task]["condition"]})
         lines += ["", f"## {task}: per context", "", "No belief (original template; under no context also "
@@ -89,7 +89,7 @@ def build_report(run_dirs: Sequence[Path], reference: int = 0) -> tuple[str, dic
             none = [cells_for(f, task, cond, "none") for f in frames]
             stated = [cells_for(f, task, cond, "stated") for f in frames]
             rows.append({"condition": cond, "none": none, "belief": stated})
-            cols = [x for n, b in zip(none, stated, strict=True) for x in (_fmt(n), _fmt(b), _delta(b, n))]
+            cols = [x for n, b in zip(none, stated, strict=True) for x in (cell_text(n), cell_text(b), _delta(b, n))]
             deltas = [f"{_delta(none[i], none[ref])} / {_delta(stated[i], stated[ref])}" for i in others]
             lines.append(row([cond, *cols, *deltas]))
         data["tasks"].setdefault(task, {})["by_context"] = rows

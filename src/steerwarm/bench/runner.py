@@ -38,11 +38,12 @@ from steerwarm.bench.contexts import ContextSet, load_contexts
 from steerwarm.bench.items import ItemSet, load_task_items
 from steerwarm.bench.judge import Judge
 from steerwarm.bench.prompts import TEMPLATES, Prompt, build_grid
+from steerwarm.bench.replies import replies
 from steerwarm.bench.scoring import Verdict, likelihood_verdict, matcher_verdict
 from steerwarm.bench.seeding import short_hash, stable_int
 from steerwarm.bench.store import ConfigMismatchError, RunStore
 from steerwarm.bench.summary import build_summary
-from steerwarm.bench.targets import GenSettings, Target
+from steerwarm.targets.registry import GenSettings, Target
 
 MODES = ("likelihood", "generate")
 RESULT_KEYS = ("target", "mode", "seed", "contexts", "items", "generation", "scorer", "likelihood_definition",
@@ -192,7 +193,7 @@ def run_benchmark(cfg: RunConfig, target: Target, *, judge: Judge | None = None,
             users = [p.text for p in batch]
             t0 = time.perf_counter()
             if cfg.mode == "likelihood":
-                scores = target.score(users, [p.item for p in batch])
+                scores = target.score(users, [replies(p.item) for p in batch])
                 records = [_record(p, target, cfg.mode, likelihood_verdict(s.is_incorrect), s.record())
                            for p, s in zip(batch, scores, strict=True)]
             else:

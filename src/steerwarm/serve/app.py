@@ -31,9 +31,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from steerwarm.dial import DIAL_RANGE
-from steerwarm.generation import chat_text
-from steerwarm.models import canonical_name
+from steerwarm.model.chat import chat_text
+from steerwarm.model.load import canonical_name
 from steerwarm.serve.engine import (
     ChoiceDone,
     Delta,
@@ -76,6 +75,7 @@ from steerwarm.serve.protocol import (
     split_model,
 )
 from steerwarm.serve.registry import RowSteering
+from steerwarm.steer.dial import DIAL_RANGE
 
 log = logging.getLogger("steerwarm.serve")
 M = TypeVar("M", bound=BaseModel)

@@ -41,10 +41,11 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
-from steerwarm.models import LoadedModel
+from steerwarm.model.anatomy import decoder_layers, hidden_of
+from steerwarm.model.load import LoadedModel
 from steerwarm.serve.registry import RowSteering, SpecKey, SteeringRegistry
 from steerwarm.serve.text import IncrementalDecoder, StopMatcher, TokenPieces
-from steerwarm.steering import Steering, decoder_layers, hidden_of
+from steerwarm.steer.hooks import Steering
 
 log = logging.getLogger("steerwarm.serve")
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from steerwarm.dial import DIAL_RANGE, Dial
-from steerwarm.models import LoadedModel
+from steerwarm.model.load import LoadedModel
 from steerwarm.serve.errors import APIError
-from steerwarm.steering import SteerSpec
-from steerwarm.vectors import SteeringVector
+from steerwarm.steer.dial import DIAL_RANGE, Dial
+from steerwarm.steer.hooks import SteerSpec
+from steerwarm.steer.vector import SteeringVector
 
 log = logging.getLogger("steerwarm.serve")
 
@@ -177,7 +177,7 @@ def write_provisional_dial(vector: SteeringVector, out_dir: str | Path, coef_at_
     measured calibrations exist; the calibration note says so."""
     import dataclasses
 
-    from steerwarm.vectors import Calibration
+    from steerwarm.steer.vector import Calibration
 
     if coef_at_one <= 0:
         raise ValueError("coef_at_one must be positive")

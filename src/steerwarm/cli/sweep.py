@@ -1,0 +1,142 @@
+"""`steerwarm sweep ...`: the benchmark at every dial value plus reference targets (`steerwarm sweep --warmth ...
+--out DIR`), and its report (`steerwarm sweep report DIR`).
+
+Invariant: thin: options are parsed here and handed to `bench.sweep.run_sweep` / `bench.sweep_report`; input
+problems (a bad --warmth, a value outside the dial range, missing vectors, an unknown task, a changed setting on a
+rerun) exit with status 2 and a one-line message naming what is wrong.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from steerwarm.bench import TASKS
+from steerwarm.cli.options import console, fail, parse_csv, parse_items, parse_tasks, passive_openmp
+
+app = typer.Typer(help="Sweep the warmth dial over the benchmark, with fine-tunes as references; report it.",
+                  pretty_exceptions_enable=False)
+REPO_ROOT = Path(__file__).resolve().parents[3]
+PAPER_DIR = REPO_ROOT.parent / "shared" / "data" / "warm_ai_2025" / "summary_data"
+
+
+def _int_list(spec: str | None, option: str) -> list[int] | None:
+    if not spec:
+        return None
+    out: list[int] = []
+    try:
+        for part in (p.strip() for p in spec.split(",") if p.strip()):
+            if "-" in part:
+                a, b = part.split("-")
+                out.extend(range(int(a), int(b) + 1))
+            else:
+                out.append(int(part))
+    except ValueError:
+        fail(f"{option} {spec!r}: give layer numbers, e.g. 12,15 or 10-14")
+    return out
+
+
+@app.callback(invoke_without_command=True)
+def sweep_cmd(
+    ctx: typer.Context,
+    warmth: Annotated[str | None, typer.Option(help="Dial values: START:STOP:STEP (e.g. -1.5:1.5:0.25) or a list "
+                                                    "(0,0.5,1); 0 is always added.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Sweep folder (sweep.json, runs/, meter.jsonl); rerun to resume."
+                                             )] = None,
+    vector: Annotated[Path | None, typer.Option(help="One vector file instead of the dial folder: calibrated -> "
+                                                     "signed dial units; uncalibrated -> values are RAW "
+                                                     "coefficients.")] = None,
+    vectors: Annotated[Path | None, typer.Option(help="Dial folder with warm/cold.safetensors (default vectors/).")
+                       ] = None,
+    layers: Annotated[str | None, typer.Option(help="Steer these layers instead of the vectors' own, e.g. 12,15.")
+                      ] = None,
+    tasks: Annotated[str, typer.Option(help="Comma-separated tasks.")] = ",".join(TASKS),
+    items: Annotated[list[str] | None, typer.Option(help="Item file (TASK=FILE, or FILE with one task); repeat.")
+                     ] = None,
+    contexts: Annotated[Path | None, typer.Option(help="Contexts JSON (default: eval/contexts/default.json).")
+                        ] = None,
+    mode: Annotated[str, typer.Option(help="likelihood (judge-free) or generate (the reference matcher).")
+                    ] = "likelihood",
+    reference: Annotated[list[str] | None, typer.Option(help="Reference target: sft=warm, sft=cold, base, a model "
+                                                             "folder, an endpoint; repeat.")] = None,
+    per_item: Annotated[int | None, typer.Option(min=1, help="Seeded subsample: K prompts per item, the same at "
+                                                             "every point.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="First N items per task.")] = None,
+    templates: Annotated[str | None, typer.Option(help="Subset of original,original_neutral,incorrect,correct.")
+                         ] = None,
+    conditions: Annotated[str | None, typer.Option(help="Subset of contexts, e.g. unmodified,emotion:sad.")] = None,
+    seed: int = 0,
+    model: Annotated[str, typer.Option(help="Base model (the dial points and `base`).")] = "smollm2-135m",
+    dtype: Annotated[str, typer.Option(help="float32 or bfloat16 (every point and reference).")] = "float32",
+    meter_prompts: Annotated[int, typer.Option(min=0, help="Warmth meter: greedy answers to the first N validation "
+                                                           "prompts per point (0: off).")] = 24,
+    meter_tokens: Annotated[int, typer.Option(min=1, help="Warmth meter: new tokens per answer.")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per forward pass.")] = 16,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Generate mode: new tokens.")] = 300,
+    temperature: Annotated[float, typer.Option(min=0.0, help="Generate mode: sampling temperature.")] = 0.8,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: torch's choice).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show the overall progress bar.")] = True,
+) -> None:
+    """Run the benchmark at every dial value (one model load) and for each reference; resumable."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if warmth is None or out is None:
+        fail("steerwarm sweep needs --warmth and --out (or: steerwarm sweep report SWEEP_DIR)")
+        return
+    passive_openmp()
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    from steerwarm.bench.errors import DataFileError
+    from steerwarm.bench.store import ConfigMismatchError
+    from steerwarm.model.load import ModelNotFoundError
+    from steerwarm.sweep.run import SweepConfig, parse_warmths, point_line, run_sweep
+    from steerwarm.targets.endpoint import EndpointError
+    from steerwarm.targets.registry import GenSettings
+
+    task_list = parse_tasks(tasks)
+    try:
+        cfg = SweepConfig(warmths=parse_warmths(warmth), out=out, tasks=task_list, mode=mode,
+                          items=parse_items(items, task_list), contexts=contexts, limit=limit, per_item=per_item,
+                          seed=seed, templates=parse_csv(templates) or SweepConfig.templates,
+                          conditions=parse_csv(conditions), model=model, dtype=dtype, vector=vector, vectors=vectors,
+                          layers=_int_list(layers, "--layers"), references=reference or [], batch_size=batch_size,
+                          gen=GenSettings(max_tokens=max_tokens, temperature=temperature),
+                          meter_prompts=meter_prompts, meter_tokens=meter_tokens)
+        res = run_sweep(cfg, progress=progress)
+    except (DataFileError, ConfigMismatchError, ModelNotFoundError, EndpointError, FileNotFoundError, ValueError,
+            KeyError) as exc:
+        fail(str(exc))
+        return
+    console.print(f"{res.out}: {len(res.points)} points x {res.prompts_per_point} prompts, {res.scored_now} scored "
+                  f"now in {res.seconds:.1f}s" + (f" (units: {res.config['units']})" if res.config["units"] != "dial"
+                                                 else ""), soft_wrap=True)
+    for r in res.points:
+        console.print("  " + point_line(r) + (" (complete, skipped)" if r.skipped else ""), soft_wrap=True)
+
+
+@app.command("report")
+def report_cmd(
+    sweep_dir: Annotated[Path, typer.Argument(help="A sweep folder (with sweep.json).")],
+    out: Annotated[Path | None, typer.Option(help="Output folder (default SWEEP_DIR/report).")] = None,
+    paper_dir: Annotated[Path | None, typer.Option(help="The paper's summary_data folder (default "
+                                                        "../shared/data/warm_ai_2025/summary_data when present).")
+                         ] = None,
+) -> None:
+    """Markdown report of a sweep: tables, plots, regression effects per dial unit next to the fine-tunes and the
+    paper's published numbers."""
+    from steerwarm.bench.errors import DataFileError
+    from steerwarm.sweep.report import write_sweep_report
+
+    if not (sweep_dir / "sweep.json").is_file():
+        fail(f"{sweep_dir} has no sweep.json; is it a sweep folder (steerwarm sweep --out)?")
+    paper = paper_dir if paper_dir is not None else (PAPER_DIR if PAPER_DIR.is_dir() else None)
+    try:
+        paths = write_sweep_report(sweep_dir, out, paper)
+    except (DataFileError, FileNotFoundError, ValueError, KeyError) as exc:
+        fail(str(exc))
+        return
+    console.print("wrote " + ", ".join(str(p) for p in paths.values()), soft_wrap=True)

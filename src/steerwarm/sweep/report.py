@@ -1,0 +1,273 @@
+"""The report of a warmth sweep: error rate, sycophancy and context effects against the dial, the regression effect of
+warmth per unit of dial next to the warm and cold fine-tunes' effects and the paper's published numbers, plots, and
+a plain-language conclusion derived from the numbers by stated rules.
+
+Input: a sweep folder, SWEEP_DIR/sweep.json (`config`, `points`: label, kind "dial" | "reference", warmth (None for
+references), spec, run) and one ordinary benchmark run folder per point (SWEEP_DIR/<point.run>/results.jsonl),
+optionally SWEEP_DIR/meter.jsonl (per point: p_warm, p_warm_se, nll, nll_se, n). Output (default SWEEP_DIR/report):
+report.md, report.json and the PNGs errors-vs-warmth, belief-effect-vs-warmth, context-warmth-heatmap and (with a
+meter file) meter-vs-warmth.
+
+Invariants:
+- A pure function of the sweep folder (and the paper's summary CSVs, read only, never copied): every number is
+  recomputed from the results files; the bootstrap uses a fixed seed per scope, so two reports of one folder are equal.
+- Paired prompt sets: every point is compared on the prompts all points with results scored (prompt ids
+  intersected, as `report.py` does; the report says when this restricts a point), and shared prompt ids must carry
+  the same prompt text (prompt_sha) in every point, else the sweep is refused. Points with no results yet are listed
+  and left out. Refusals (is_incorrect None) count in `refusals`, not in rates.
+- Belief levels are summary.py's: "none" = original template (+ original_neutral under no context), "stated" =
+  incorrect + correct (both state a wrong belief). Belief effect (sycophancy) = error(stated) - error(none).
+- Intervals, all 95%: error rates, Wilson score (stats.wilson); belief effects and their changes between points,
+  percentile intervals of a bootstrap over items (BOOTSTRAP resamples; an item is resampled with all its prompts in
+  all points, so the correlation of one item's belief and no-belief prompts, and of one item across points, is
+  kept); regression AMEs, delta method with standard errors clustered by item (the same prompt recurs at every
+  dial value); paired comparisons, compare.compare_frames (McNemar, models 1-4); meter, mean +- 1.96 SE.
+- Dial positions of references: by the dial's calibration the warm fine-tune (spec sft=warm) sits at +1 and the
+  cold one (sft=cold) at -1; other references have no dial position and are drawn as horizontal lines.
+- Conclusion rules: an effect is present when its 95% CI excludes 0; a fine-tune's effect is reproduced by steering
+  when it lies inside the steered effect's 95% CI and the two are not both present with opposite signs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from steerwarm.bench.compare import p_text
+from steerwarm.bench.report import cell_text
+from steerwarm.bench.summary import belief_rows, cell, condition_order
+
+if TYPE_CHECKING:
+    pass
+from steerwarm.sweep.conclusion import conclusion
+from steerwarm.sweep.effects import (
+    ALL,
+    BELIEF_LEVELS,
+    BOOTSTRAP,
+    PAPER_DIR,
+    PAPER_FILES,
+    SCOPES,
+    ItemBootstrap,
+    comparisons,
+    dial_regressions,
+    paper_row,
+    paper_summary,
+    task_scope,
+)
+from steerwarm.sweep.folder import load_sweep, read_meter
+from steerwarm.sweep.plots import plot_belief_effect, plot_errors, plot_heatmap, plot_meter
+
+
+# -- report ---------------------------------------------------------------------------------------------------------
+def _pp(e: dict[str, Any], key: str = "effect_pp") -> str:
+    v = e.get(key)
+    if v is None or math.isnan(v):
+        return "n/a"
+    return f"{v:+.1f} [{e['ci_low_pp']:+.1f}, {e['ci_high_pp']:+.1f}]"
+
+
+def _num(v: Any, fmt: str = "+.2f") -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    return [_row(header), _row(["---"] * len(header)), *(_row(r) for r in rows), ""]
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe: NaN and infinities become null."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    if hasattr(x, "item"):
+        return _clean(x.item())
+    return x
+
+
+def build_sweep_report(sweep_dir: Path, paper_dir: Path | None = None) -> tuple[list[str], dict[str, Any]]:
+    """(report.md lines before the plots and conclusion, all numbers); see the module doc."""
+    sweep = load_sweep(sweep_dir)
+    if not sweep.points:
+        raise ValueError(f"{sweep_dir}: no point of the sweep has results yet")
+    if paper_dir is None:
+        paper_dir = PAPER_DIR  # reported as absent when it is
+    tasks = sweep.tasks
+    scopes = [*tasks, ALL]
+    pts = sweep.points
+    data: dict[str, Any] = {
+        "sweep_dir": str(sweep_dir), "config": sweep.config, "tasks": tasks, "n_common_prompts": sweep.n_common,
+        "restricted": sweep.restricted, "missing_points": sweep.missing,
+        "points": [{"label": p.label, "kind": p.kind, "warmth": p.warmth, "spec": p.spec, "run": p.run, "x": p.x,
+                    "drawn_as": "line" if p.x is None else "point", "n_prompts": p.n_prompts, "n_scored": p.n_scored,
+                    "refusals": p.refusals, "seconds": p.seconds} for p in pts],
+        "errors": {t: {p.label: {b: cell(belief_rows(task_scope(p.frame, t), b)) for b, _ in BELIEF_LEVELS}
+                       for p in pts} for t in scopes},
+    }
+    boots = {t: ItemBootstrap(pts, t) for t in scopes}
+    data["belief_effect"] = {t: {p.label: boots[t].belief_effect(p.label) for p in pts} for t in scopes}
+    conds = condition_order({c for p in pts for c in p.frame["condition"].unique()})
+    base = min(sweep.dial, key=lambda p: abs(p.warmth or 0.0)) if sweep.dial else pts[0]
+    heat = {c: {p.label: cell(belief_rows(p.frame[p.frame["condition"] == c], "none")) for p in pts} for c in conds}
+    for c in conds:
+        ref_rate = heat[c][base.label]["error_rate"]
+        for p in pts:
+            h = heat[c][p.label]
+            h["delta_pp"] = 100 * (h["error_rate"] - ref_rate) if h["n_scored"] and heat[c][base.label]["n_scored"] \
+                else math.nan
+    data["context_heatmap"] = {"baseline": base.label, "conditions": conds, "columns": [p.label for p in pts],
+                               "column_names": [f"{p.warmth:+g}" if p.kind == "dial" else p.label for p in pts],
+                               "cells": heat}
+    data["regressions"] = dial_regressions(sweep)
+    data["comparisons"] = comparisons(sweep, boots)
+    data["paper"] = paper_summary(paper_dir, tasks)
+    data["meter"] = read_meter(sweep)
+
+    cfg = sweep.config
+    lines = ["# Warmth sweep report", "",
+             f"Sweep folder: `{sweep_dir}`. Error rates in % with 95% Wilson intervals; differences in percentage "
+             "points (pp). Belief levels: *no belief* = original template (plus original_neutral under no context), "
+             "*stated wrong belief* = incorrect + correct templates.", "", "## Settings", ""]
+    known = ("tasks", "mode", "per_item", "dtype", "vector", "layers", "warmths")
+    lines += _table(["setting", "value"], [
+        *([k, f"`{json.dumps(cfg.get(k), default=str)}`"] for k in known),
+        ["other settings", f"`{json.dumps({k: v for k, v in cfg.items() if k not in known}, default=str)}`"],
+        ["points with results", f"{len(pts)} ({len(sweep.dial)} dial, {len(sweep.references)} reference)"],
+        ["prompts per point (compared)", str(sweep.n_common)],
+        ["seconds (all points' run sessions)", f"{sum(p.seconds for p in pts):.0f}"],
+        ["sweep sessions (seconds)", f"{len(sweep.sessions)} "
+         f"({sum(float(x.get('seconds', 0.0)) for x in sweep.sessions if isinstance(x, dict)):.0f})"],
+    ])
+    if sweep.missing:
+        lines += [f"Points without results yet (left out): {', '.join(sweep.missing)}.", ""]
+    if sweep.restricted:
+        lines += [f"The points scored different prompt sets; every table and plot is restricted to the "
+                  f"{sweep.n_common} prompts all of them scored, so rates compare like with like.", ""]
+    lines += ["## Points", ""]
+    lines += _table(["label", "kind", "warmth", "dial position", "spec", "prompts (whole run)", "scored (compared)",
+                     "refusals (compared)", "seconds"],
+                    ([p.label, p.kind, _num(p.warmth, "+g"), _num(p.x, "+g") if p.x is not None else "- (line)",
+                      f"`{p.spec}`", str(p.n_prompts), str(cell(p.frame)["n_scored"]), str(cell(p.frame)["refusals"]),
+                      f"{p.seconds:.0f}"] for p in pts))
+    names = [p.label for p in pts]
+    for belief, bname in BELIEF_LEVELS:
+        lines += [f"## Error rate per task x point: {bname}", ""]
+        lines += _table(["task", *names],
+                        ([t, *(cell_text(data["errors"][t][n][belief]) for n in names)] for t in scopes))
+    lines += ["## Belief effect (sycophancy) per task x point", "",
+              "Error with a stated wrong belief minus without, pp, [95% percentile interval of a bootstrap over "
+              f"items, {BOOTSTRAP} resamples; an item is resampled with all its prompts, so the two rates' "
+              "correlation within items is kept].", ""]
+    lines += _table(["task", *names], ([t, *(_pp(data["belief_effect"][t][n]) for n in names)] for t in scopes))
+    lines += ["## Context x point (no belief, tasks pooled)", "",
+              f"Error rate % [95% Wilson] and, in parentheses, the change in pp from {base.label}.", ""]
+    lines += _table(["context", *names], ([c, *(f"{cell_text(heat[c][n])} ({_num(heat[c][n]['delta_pp'], '+.1f')})"
+                                                for n in names)] for c in conds))
+    if data["meter"]:
+        lines += ["## Warmth meter and coherence", "",
+                  "p(warm): a classifier's probability that an answer is warm (mean +- SE); NLL: the base model's mean "
+                  "negative log-likelihood per token of the point's answers (nats; a coherence cost).", ""]
+        lines += _table(["label", "kind", "dial position", "p(warm)", "NLL", "n"],
+                        ([m.get("label", "?"), m["kind"], _num(m.get("x"), "+g"),
+                          f"{_num(m.get('p_warm'), '.3f')} +- {_num(m.get('p_warm_se'), '.3f')}",
+                          f"{_num(m.get('nll'), '.3f')} +- {_num(m.get('nll_se'), '.3f')}", str(m.get("n", "?"))]
+                         for m in data["meter"]))
+    lines += ["## Regression effects of warmth (per unit of dial)", "",
+              "Logits over the dial points' scored prompts; the effect is the average marginal effect of warmth, the "
+              "mean derivative of the error probability per unit of dial (pp), delta-method 95% CI with standard "
+              "errors clustered by item. `interaction` gives it per belief level and their difference (warmth's "
+              "extra cost when a wrong belief is stated).", ""]
+    rows = []
+    for r in data["regressions"]:
+        if not r["effects"]:
+            rows.append([r["model"], r["side_desc"], "-", str(r["n"]), "n/a", "", "", r["error"] or ""])
+        for level, e in r["effects"].items():
+            rows.append([r["model"], r["side_desc"], level, str(e["n"]), _num(e["ame_pp"]),
+                         f"{_num(e['ci_low_pp'])} to {_num(e['ci_high_pp'])}", p_text(e["p"]), r["error"] or ""])
+    lines += _table(["model", "dial points", "level", "n", "AME pp / unit", "95% CI", "p", "note"], rows)
+    lines += ["Formulas: " + "; ".join(sorted({f"{r['model']}: `{r['formula']}`" for r in data["regressions"]
+                                               if r["side"] == "all"})), ""]
+    lines += ["## Steered vs fine-tuned (paired, against warmth 0)", ""]
+    if not data["comparisons"]:
+        lines += ["No comparison: the sweep has no warmth 0 point or no reference.", ""]
+    else:
+        lines += ["Each target against the warmth 0 point on the prompts both scored. delta = target - warmth 0 "
+                  "(pp, all tasks and contexts pooled) with McNemar's p; AMEs from compare's models (model 1: no "
+                  "context, no belief; model 4 by belief level), 95% CI; sycophancy change = change of the belief "
+                  "effect, with its item-bootstrap 95% CI.", ""]
+        lines += _table(["target", "kind", "pairs", "delta no belief (p)", "delta belief (p)", "AME model 1",
+                         "AME no belief", "AME belief", "sycophancy change"],
+                        ([c["target"], c["kind"] + (f" ({c['side']})" if c["side"] else ""), str(c["n_pairs"]),
+                          f"{_num(c['delta']['none']['delta_pp'], '+.1f')} ({p_text(c['delta']['none']['p'])})",
+                          f"{_num(c['delta']['stated']['delta_pp'], '+.1f')} ({p_text(c['delta']['stated']['p'])})",
+                          _pp(c["ame"]["model 1"], "ame_pp"), _pp(c["ame"]["no belief"], "ame_pp"),
+                          _pp(c["ame"]["belief"], "ame_pp"), _pp(c["belief_effect_change"])]
+                         for c in data["comparisons"]))
+    lines += ["## The paper's published numbers", ""]
+    paper = data["paper"]
+    if not paper["available"]:
+        lines += [f"Not available: {'; '.join(paper['notes'])}. The comparison with the paper is skipped.", ""]
+    else:
+        lines += [f"From `{paper['dir']}` (read only). Error change = minus the paper's accuracy change (Raw Diff), "
+                  "pp; mean over all models' rows [range of the per-model means]; no context = the unmodified rows, "
+                  "all contexts = every context row (mean over contexts); test type Normal = no belief, Sycophancy = "
+                  "stated wrong belief. Ours: delta vs warmth 0 on the paired prompts." +
+                  (f" Notes: {'; '.join(paper['notes'])}." if paper["notes"] else ""), ""]
+        ours = [c for c in data["comparisons"] if c["side"]]
+        header = ["task", "belief", "scope", *(PAPER_FILES[s][1] for s in PAPER_FILES),
+                  *(f"ours: {c['target']}" for c in ours)]
+        prow = []
+        for t in scopes:
+            for belief, bname in BELIEF_LEVELS:
+                for scope, _ in SCOPES:
+                    cells = []
+                    for s in PAPER_FILES:
+                        r = paper_row(paper, s, t, belief, scope)
+                        cells.append("n/a" if r is None else
+                                     f"{r['mean_pp']:+.1f} [{r['model_min_pp']:+.1f}, {r['model_max_pp']:+.1f}]")
+                    if all(x == "n/a" for x in cells):
+                        continue
+                    prow.append([t, bname, scope, *cells,
+                                 *(_num(c["per_task"][t][scope][belief], "+.1f") for c in ours)])
+        lines += _table(header, prow)
+    return lines, data
+
+
+def write_sweep_report(sweep_dir: Path, out_dir: Path | None = None, paper_dir: Path | None = None) -> dict[str, Path]:
+    """Write report.md, report.json and the PNGs for a sweep folder; returns their paths by name ("markdown",
+    "json", and each plot's file stem)."""
+    sweep_dir = Path(sweep_dir)
+    out_dir = Path(out_dir) if out_dir is not None else sweep_dir / "report"
+    lines, data = build_sweep_report(sweep_dir, Path(paper_dir) if paper_dir is not None else None)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"markdown": out_dir / "report.md", "json": out_dir / "report.json"}
+    plots = [("errors-vs-warmth", plot_errors, "Error rate vs warmth"),
+             ("belief-effect-vs-warmth", plot_belief_effect, "Belief effect vs warmth"),
+             ("context-warmth-heatmap", plot_heatmap, "Context x warmth")]
+    if data["meter"]:
+        plots.append(("meter-vs-warmth", plot_meter, "Warmth meter and NLL vs warmth"))
+    lines += ["## Plots", ""]
+    for stem, fn, title in plots:
+        paths[stem] = fn(data, out_dir / f"{stem}.png")
+        lines += [f"![{title}]({stem}.png)", ""]
+    concl = conclusion(data)
+    data["conclusion"] = concl
+    lines += ["## Conclusion", "",
+              "Rules: an effect is present when its 95% CI excludes 0 (else: not detectable); steering counts as "
+              "reproducing a fine-tune on a measure when the fine-tune's effect lies inside the 95% CI of the "
+              "steered effect at the fine-tune's dial position (+1 warm, -1 cold) and the two are not both present "
+              "with opposite signs; a measure fails when either condition fails. Our effects are inside or outside "
+              "the paper's range when they lie within or beyond its per-model means. Every sentence below is "
+              "generated from the numbers above.", "", *(f"- {s}" for s in concl), ""]
+    paths["markdown"].write_text("\n".join(lines))
+    paths["json"].write_text(json.dumps(_clean(data), indent=2, default=str) + "\n")
+    return paths

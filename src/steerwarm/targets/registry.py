@@ -1,0 +1,222 @@
+"""Targets: what the benchmark scores, chosen by one string.
+
+- `base`: the base model (`--model`, default smollm2-135m) in-process.
+- `warmth=W`: the base model steered by the warmth dial at W (calibrated `warm.safetensors` / `cold.safetensors`
+  in `--vectors`, default the repository's vectors/), every position of every prompt and answer.
+- `sft=warm` / `sft=cold`: the shipped warm / cold fine-tune (vectors/sft/, merged on first use), in-process.
+- a path to a model folder (a fine-tuned checkpoint such as `steerwarm train` writes), in-process.
+- `http://HOST:PORT/v1#MODEL`: any OpenAI-compatible endpoint (generate mode through chat completions,
+  likelihood mode through completions with echo+logprobs, the chat prompt rendered with a local tokenizer's chat
+  template, `--tokenizer`, default the base model's).
+
+Invariants:
+- A target answers a user message as a single-turn chat with no system prompt of ours (the model's template adds
+  its own default), in both modes, so every target sees byte-identical conversations.
+- Warmth 0 steers nothing (the dial's own invariant), so `warmth=0` reproduces `base` bit for bit.
+- `describe()` names everything that determines the target's answers (model fingerprint, dtype, vectors and
+  coefficients, endpoint and extra body), and runs refuse to resume under a different description.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from steerwarm.targets.likelihood import (
+    PairScore,
+    ReplyScore,
+    SpecsFor,
+    pair_texts,
+    raw_forward_seconds,
+    score_from_token_logprobs,
+    score_pairs,
+)
+
+if TYPE_CHECKING:
+    from steerwarm.model.load import LoadedModel
+    from steerwarm.steer.dial import Dial
+    from steerwarm.steer.hooks import SteerSpec
+    from steerwarm.targets.endpoint import EndpointClient
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_VECTORS = REPO_ROOT / "vectors"
+
+
+@dataclass(frozen=True)
+class GenSettings:
+    """Generate-mode sampling, the paper's defaults: temperature 0.8, up to 300 new tokens, one sample."""
+
+    max_tokens: int = 300
+    temperature: float = 0.8
+    top_p: float = 1.0
+
+    def record(self) -> dict[str, Any]:
+        return {"max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p}
+
+
+class Target(ABC):
+    spec: str
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def generate(self, users: Sequence[str], settings: GenSettings, seed: int) -> list[str]: ...
+
+    @abstractmethod
+    def score(self, users: Sequence[str], pairs: Sequence[tuple[str, str]]) -> list[PairScore]: ...
+
+    def raw_forward_seconds(self, users: Sequence[str]) -> float | None:
+        """Seconds of a bare forward pass over these prompts (in-process targets only)."""
+        return None
+
+
+class LocalTarget(Target):
+    """An in-process model, optionally steered by the warmth dial."""
+
+    def __init__(self, spec: str, loaded: LoadedModel, kind: str, *, dial: Dial | None = None,
+                 warmth: float = 0.0, vectors_dir: Path | None = None) -> None:
+        self.spec = spec
+        self.loaded = loaded
+        self.kind = kind
+        self.dial = dial
+        self.warmth = warmth
+        self.vectors_dir = vectors_dir
+        self._prefix_memo: dict[tuple[int, ...], Any] = {}  # valid: model and steering never change
+        if dial is not None:
+            dial.coefficients(warmth)  # validates the range now, not mid-run
+
+    def _specs_for(self) -> SpecsFor | None:
+        dial, warmth = self.dial, self.warmth
+        if dial is None or warmth == 0:
+            return None
+
+        def specs(n: int) -> list[SteerSpec]:
+            return dial.specs([warmth] * n)
+
+        return specs
+
+    def describe(self) -> dict[str, Any]:
+        import torch
+
+        dtype = next(self.loaded.model.parameters()).dtype
+        out: dict[str, Any] = {"spec": self.spec, "kind": self.kind, "model": self.loaded.name,
+                               "path": str(self.loaded.path), "fingerprint": self.loaded.fingerprint,
+                               "dtype": str(dtype).removeprefix("torch."), "torch": torch.__version__}
+        if self.dial is not None:
+            warm_coef, cold_coef = self.dial.coefficients(self.warmth)
+            out.update(warmth=self.warmth, vectors_dir=str(self.vectors_dir), warm_coef=warm_coef,
+                       cold_coef=cold_coef, warm_vector=self.dial.warm.name,
+                       cold_vector=self.dial.cold.name if self.dial.cold else None,
+                       warm_layers=self.dial.warm.layers)
+        return out
+
+    def generate(self, users: Sequence[str], settings: GenSettings, seed: int) -> list[str]:
+        from steerwarm.model.chat import chat_text
+        from steerwarm.steer.generate import GenerationConfig, generate_texts
+
+        prompts = [chat_text(self.loaded, [{"role": "user", "content": u}]) for u in users]
+        cfg = GenerationConfig(max_new_tokens=settings.max_tokens, temperature=settings.temperature,
+                               top_p=settings.top_p, seed=seed)
+        specs_for = self._specs_for()
+        specs = specs_for(len(prompts)) if specs_for is not None else []
+        return generate_texts(self.loaded, prompts, specs=specs, config=cfg)
+
+    def score(self, users: Sequence[str], pairs: Sequence[tuple[str, str]]) -> list[PairScore]:
+        return score_pairs(self.loaded, users, pairs, self._specs_for(), self._prefix_memo)
+
+    def raw_forward_seconds(self, users: Sequence[str]) -> float | None:
+        return raw_forward_seconds(self.loaded, users)
+
+
+def tokenizer_only(name_or_path: str) -> LoadedModel:
+    """A LoadedModel carrying only a tokenizer (chat template and offsets for endpoint likelihood scoring)."""
+    import os
+
+    from transformers import AutoTokenizer
+
+    from steerwarm.model.load import LoadedModel, resolve
+
+    name, path = resolve(name_or_path)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    tok = AutoTokenizer.from_pretrained(str(path))
+    return LoadedModel(model=cast(Any, None), tokenizer=tok, name=name, path=path, fingerprint="")
+
+
+class EndpointTarget(Target):
+    """Any OpenAI-compatible endpoint."""
+
+    def __init__(self, spec: str, client: EndpointClient, tokenizer: str = "smollm2-135m") -> None:
+        self.spec = spec
+        self.client = client
+        self.tokenizer_name = tokenizer
+        self._tok: LoadedModel | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"spec": self.spec, "kind": "endpoint", **self.client.describe(), "tokenizer": self.tokenizer_name}
+
+    def generate(self, users: Sequence[str], settings: GenSettings, seed: int) -> list[str]:
+        # no `seed` is sent: not every OpenAI-compatible server accepts it, and sampling there is not reproducible
+        def one(u: str) -> str:
+            return self.client.chat([{"role": "user", "content": u}], temperature=settings.temperature,
+                                    max_tokens=settings.max_tokens)
+
+        return self.client.map(one, list(users))
+
+    def score(self, users: Sequence[str], pairs: Sequence[tuple[str, str]]) -> list[PairScore]:
+        if self._tok is None:
+            self._tok = tokenizer_only(self.tokenizer_name)
+        tok = self._tok
+        jobs: list[tuple[str, int]] = []
+        for u, pair in zip(users, pairs, strict=True):
+            prompt, conts, start = pair_texts(tok, u, pair)
+            jobs += [(prompt + c, len(prompt) + start) for c in conts]
+
+        def one(job: tuple[str, int]) -> ReplyScore:
+            toks = self.client.prompt_logprobs(job[0])
+            return score_from_token_logprobs([t.offset for t in toks], [t.logprob for t in toks], job[1])
+
+        scores = self.client.map(one, jobs)
+        return [PairScore(scores[2 * i], scores[2 * i + 1]) for i in range(len(users))]
+
+
+def parse_target(spec: str, *, model: str = "smollm2-135m", dtype: str = "float32",
+                 vectors_dir: Path | None = None, api_key_env: str = "OPENAI_API_KEY",
+                 extra_body: dict[str, Any] | None = None, concurrency: int = 4, retries: int = 5,
+                 timeout: float = 120.0, tokenizer: str | None = None) -> Target:
+    """Build the target a `--target` string names (see the module doc)."""
+    from steerwarm.model.load import load
+
+    spec = spec.strip()
+    if spec.startswith(("http://", "https://")):
+        from steerwarm.targets.endpoint import EndpointClient
+
+        client = EndpointClient(spec, api_key_env=api_key_env, extra_body=extra_body, concurrency=concurrency,
+                                retries=retries, timeout=timeout)
+        return EndpointTarget(spec, client, tokenizer or model)
+    if spec == "base":
+        return LocalTarget(spec, load(model, dtype), "base")
+    if spec.startswith("warmth="):
+        from steerwarm.steer.dial import Dial
+
+        try:
+            warmth = float(spec.split("=", 1)[1])
+        except ValueError as exc:
+            raise ValueError(f"--target warmth=W needs a number, got {spec!r}") from exc
+        vdir = vectors_dir or DEFAULT_VECTORS
+        dial = Dial.from_dir(vdir)
+        return LocalTarget(spec, load(model, dtype), "steered", dial=dial, warmth=warmth, vectors_dir=vdir)
+    if spec.startswith("sft="):
+        from steerwarm.finetune.shipped import resolve_tuned
+
+        variant = spec.split("=", 1)[1]
+        if variant not in ("warm", "cold"):
+            raise ValueError(f"--target sft=V needs warm or cold (the shipped fine-tunes), got {spec!r}")
+        return LocalTarget(spec, load(str(resolve_tuned(variant)), dtype), "checkpoint")
+    if Path(spec).expanduser().is_dir():
+        return LocalTarget(spec, load(str(Path(spec).expanduser()), dtype), "checkpoint")
+    raise ValueError(f"unknown target {spec!r}: use base, warmth=W, sft=warm|cold, a model folder, "
+                     "or http://HOST:PORT/v1#MODEL")
