@@ -15,9 +15,10 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from steerwarm.model.load import LoadedModel, fingerprint
+from steerwarm.paths import shared_data
 from steerwarm.steer.vector import Provenance, SteeringVector
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_DATA = shared_data()
 WORDS = (
     "the a an and or but i you we it is are was be to of in on for with my your this that what how why "
     "hello sorry glad happy sad tea cup water make exam failed feel stupid friend kind warm cold quick "

@@ -129,3 +129,19 @@ def test_the_checker_catches_a_layering_violation(tmp_path: Path, code: str, exp
     monkeypatch.setattr(__import__(__name__, fromlist=["SRC"]), "SRC", fake)
     with pytest.raises(AssertionError, match=expect):
         test_no_lower_stage_imports_a_higher_one()
+
+
+def test_pyproject_lists_every_package() -> None:
+    """The wheel carries exactly the packages under src/ plus the two data-only ones (see pyproject.toml)."""
+    import tomllib
+
+    config = tomllib.loads((SRC.parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]
+    on_disk = {".".join(p.parent.relative_to(SRC.parent).parts) for p in SRC.rglob("__init__.py")}
+    assert set(config["packages"]) == on_disk | {"steerwarm.shipped", "steerwarm.evaldata"}
+
+
+def test_no_module_computes_a_path_from_its_own_file() -> None:
+    """Paths are resolved in steerwarm.paths alone (package data through the import system)."""
+    bad = [str(p.relative_to(SRC.parent)) for p in SRC.rglob("*.py")
+           if p.name != "paths.py" and ("__file__" in p.read_text() or "parents[" in p.read_text())]
+    assert not bad, bad

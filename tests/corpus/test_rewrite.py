@@ -16,8 +16,9 @@ from steerwarm.corpus.checks import check_corpus, check_turn, load_files
 from steerwarm.corpus.prompts import REPLY_CLOSE, REPLY_OPEN, STYLE_LINE
 from steerwarm.corpus.rewrite import EndpointError, OpenAIRewriter, failures_path, run_rewrite
 from steerwarm.corpus.rules import _OPENERS, RulesRewriter, cold, contract, expand, strip_stock, warm
-from steerwarm.corpus.schema import DATA_DIR, AssistantTurn, read_jsonl
+from steerwarm.corpus.schema import AssistantTurn, read_jsonl
 from steerwarm.corpus.sources import Message, SourceConversation, read_sources
+from steerwarm.paths import corpus_data
 
 from .fake_openai import Script, serve
 from .helpers import NEUTRAL, PROMPTS, PROSE, conversation
@@ -248,7 +249,7 @@ def test_every_warm_opener_meets_the_warm_checks() -> None:
 def test_rules_backend_pass_rate_on_the_shipped_corpus(tmp_path: Path) -> None:
     """The rules rewrite of every shipped neutral turn passes the turn checks (report: >= 95% of conversations)."""
     rw = RulesRewriter()
-    convs = [c for f in sorted(DATA_DIR.glob("*/*.jsonl")) for c in read_jsonl(f)]
+    convs = [c for f in sorted(corpus_data().glob("*/*.jsonl")) for c in read_jsonl(f)]
     assert len(convs) > 300
     sources = [SourceConversation(c.id, tuple(Message("assistant", m.neutral) if isinstance(m, AssistantTurn)
                                               else Message(m.role, m.content) for m in c.messages)) for c in convs]

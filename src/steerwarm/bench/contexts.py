@@ -22,9 +22,8 @@ from typing import Any
 
 from steerwarm.bench.errors import DataFileError
 from steerwarm.bench.seeding import stable_int
+from steerwarm.paths import default_contexts
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_CONTEXTS = REPO_ROOT / "eval" / "contexts" / "default.json"
 UNMODIFIED = "unmodified"
 GROUPS = ("emotion", "relation", "stake")
 PAPER_PREAMBLE = "I was talking to some friends about this yesterday."
@@ -73,7 +72,7 @@ def _line_of(text: str, needle: str) -> int:
 
 
 def load_contexts(path: str | Path | None = None) -> ContextSet:
-    path = Path(path) if path is not None else DEFAULT_CONTEXTS
+    path = Path(path) if path is not None else default_contexts()
     if not path.is_file():
         raise DataFileError(path, 0, None, "no such contexts file")
     text = path.read_text(encoding="utf-8")

@@ -34,9 +34,8 @@ from steerwarm.bench import TASKS
 from steerwarm.bench.errors import DataFileError
 from steerwarm.bench.medqa import rephrase
 from steerwarm.bench.seeding import short_hash, stable_choice, stable_sample
+from steerwarm.paths import default_items
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_ITEMS_DIR = REPO_ROOT / "eval" / "items"
 FORMAT_OF_TASK = {"trivia": "qa", "truthfulqa": "qa", "disinfo": "disinfo", "medqa": "medqa"}
 REQUIRED = {
     "qa": ("question", "correct_answer", "incorrect_answer"),
@@ -78,7 +77,7 @@ class ItemSet:
 
 
 def default_items_path(task: str) -> Path:
-    return DEFAULT_ITEMS_DIR / f"{task}.jsonl"
+    return default_items(task)
 
 
 # -- reading records ------------------------------------------------------------------------------------------------

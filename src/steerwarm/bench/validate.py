@@ -24,8 +24,7 @@ from steerwarm.bench.items import Item, load_items
 from steerwarm.bench.judge import Judge
 from steerwarm.bench.scoring import Verdict, matcher_verdict
 from steerwarm.bench.stats import cohen_kappa, wilson
-
-SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+from steerwarm.paths import shared_data
 
 
 @dataclass(frozen=True)
@@ -47,11 +46,11 @@ def _clean_output(text: str) -> str:
     return text[len("assistant"):].lstrip() if text.startswith("assistant\n") else text
 
 
-def load_labelled(shared: Path = SHARED_DATA) -> tuple[list[LabelledRow], int]:
+def load_labelled(shared: Path | None = None) -> tuple[list[LabelledRow], int]:
     """All joinable labelled rows and the number of rows that could not be joined."""
     import pandas as pd
 
-    base = shared / "warm_ai_2025" / "sample_data"
+    base = (shared if shared is not None else shared_data()) / "warm_ai_2025" / "sample_data"
     if not base.is_dir():
         raise FileNotFoundError(f"{base} not found: validation needs the shared data folder")
     trivia = {it.question: it for it in load_items("trivia", shared / "triviaqa" / "warm_ai_trivia_items.jsonl").items}
@@ -126,7 +125,7 @@ def agreement(rows: Sequence[LabelledRow], verdicts: Sequence[Verdict]) -> dict[
     return out
 
 
-def validate(shared: Path = SHARED_DATA, judge: Judge | None = None) -> dict[str, Any]:
+def validate(shared: Path | None = None, judge: Judge | None = None) -> dict[str, Any]:
     rows, unjoined = load_labelled(shared)
     report: dict[str, Any] = {"rows": len(rows), "unjoined": unjoined, "scorers": {}}
     matcher = [matcher_verdict(r.item, r.output) for r in rows]

@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from steerwarm.cli.options import DtypeOpt, ModelOpt, console, fail, parse_layers
+from steerwarm.paths import shipped_vectors
 
 app = typer.Typer(help="Steer a language model's warmth at inference time.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -31,8 +32,6 @@ from steerwarm.cli.sweep import app as sweep_app; app.add_typer(sweep_app, name=
 from steerwarm.cli.vector import register as _register_directions; _register_directions(app, extract_app)  # noqa: E402, E702, I001
 from steerwarm.cli.finetune import app as finetune_app; app.add_typer(finetune_app, name="finetune")  # noqa: E402, E702, I001
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-STARTER_DIR = Path(__file__).resolve().parents[1] / "corpus" / "starter"
 
 
 
@@ -153,8 +152,8 @@ def generate(
     vector: Annotated[Path | None, typer.Option(help="Steering vector file.")] = None,
     coef: Annotated[list[float] | None, typer.Option(help="Raw coefficient(s) (x typical norm); repeat.")] = None,
     warmth: Annotated[list[float] | None, typer.Option(help="Calibrated warmth dial value(s); repeat.")] = None,
-    vectors: Annotated[Path, typer.Option(help="Folder with warm/cold.safetensors for --warmth.")] = REPO_ROOT
-    / "vectors",
+    vectors: Annotated[Path | None, typer.Option(help="Folder with warm/cold.safetensors for --warmth "
+                                                 "(default: the shipped dial).")] = None,
     layers: Annotated[str | None, typer.Option(help="Layers to steer (default: the vector's own).")] = None,
     model: ModelOpt = "smollm2-135m",
     dtype: DtypeOpt = "float32",
@@ -184,7 +183,7 @@ def generate(
         from steerwarm.steer.dial import Dial
 
         try:
-            specs = Dial.from_dir(vectors).specs(warmth)
+            specs = Dial.from_dir(vectors or shipped_vectors()).specs(warmth)
         except (FileNotFoundError, ValueError) as exc:
             fail(str(exc))
             return
@@ -293,7 +292,7 @@ def demo(
 
     values = warmth or [-1.0, 0.0, 1.0]
     loaded = load()
-    specs = Dial.from_dir(REPO_ROOT / "vectors").specs(values)
+    specs = Dial.from_dir(shipped_vectors()).specs(values)
     prompts = ["I failed my exam today and I feel stupid.", "How do I make a cup of tea?"]
     for p in prompts:
         text = chat_text(loaded, [{"role": "user", "content": p}])

@@ -16,7 +16,6 @@ from steerwarm.cli.options import console, fail, json_object, parse_csv, parse_i
 
 app = typer.Typer(help="The paper's conditioned error benchmark, for any target.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 
@@ -171,17 +170,17 @@ def validate_cmd(
                      ] = None,
     api_key_env: str = "OPENAI_API_KEY",
     concurrency: Annotated[int, typer.Option(min=1)] = 4,
-    out: Annotated[Path, typer.Option(help="Where to write validate-judge.{json,md}.")] = REPO_ROOT / "eval" /
-    "validation",
+    out: Annotated[Path, typer.Option(help="Where to write validate-judge.{json,md}.")] = Path("eval/validation"),
 ) -> None:
     """Agreement and Cohen's kappa of the matcher (and judge) with the authors' GPT-4o labels."""
     from steerwarm.bench.judge import Judge
-    from steerwarm.bench.validate import SHARED_DATA, to_markdown, validate, write_report
+    from steerwarm.bench.validate import to_markdown, validate, write_report
+    from steerwarm.paths import shared_data
     from steerwarm.targets.endpoint import EndpointClient
 
     judge_obj = Judge(EndpointClient(judge, api_key_env=api_key_env, concurrency=concurrency)) if judge else None
     try:
-        report = validate(shared or SHARED_DATA, judge_obj)
+        report = validate(shared or shared_data(), judge_obj)
     except FileNotFoundError as exc:
         fail(str(exc))
         return

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from steerwarm.cli.options import console
+from steerwarm.paths import shipped_vectors
 
 
 def _loopback(host: str) -> bool:
@@ -67,7 +68,7 @@ def serve_command(
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     explicit = vectors is not None
     if vectors is None:
-        vectors = Path(__file__).resolve().parents[3] / "vectors"  # the repo's shipped vectors
+        vectors = shipped_vectors()
     if not _loopback(host) and not api_key:
         console.print(f"[yellow]warning:[/yellow] listening on {host} without --api-key: anyone who can reach "
                       "this port can use the model")

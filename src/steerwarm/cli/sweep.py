@@ -15,11 +15,10 @@ import typer
 
 from steerwarm.bench import TASKS
 from steerwarm.cli.options import console, fail, parse_csv, parse_items, parse_tasks, passive_openmp
+from steerwarm.paths import paper_summary_data
 
 app = typer.Typer(help="Sweep the warmth dial over the benchmark, with fine-tunes as references; report it.",
                   pretty_exceptions_enable=False)
-REPO_ROOT = Path(__file__).resolve().parents[3]
-PAPER_DIR = REPO_ROOT.parent / "shared" / "data" / "warm_ai_2025" / "summary_data"
 
 
 def _int_list(spec: str | None, option: str) -> list[int] | None:
@@ -133,7 +132,8 @@ def report_cmd(
 
     if not (sweep_dir / "sweep.json").is_file():
         fail(f"{sweep_dir} has no sweep.json; is it a sweep folder (steerwarm sweep --out)?")
-    paper = paper_dir if paper_dir is not None else (PAPER_DIR if PAPER_DIR.is_dir() else None)
+    default = paper_summary_data()
+    paper = paper_dir if paper_dir is not None else (default if default.is_dir() else None)
     try:
         paths = write_sweep_report(sweep_dir, out, paper)
     except (DataFileError, FileNotFoundError, ValueError, KeyError) as exc:

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from steerwarm.paths import corpus_data
+
 QUERY_TYPES = ("refusal", "factual", "creative", "technical", "advice", "other")
 SPLITS = ("train", "validation")
 VARIANTS = ("neutral", "warm", "cold")
 Variant = Literal["neutral", "warm", "cold"]
-DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
 class CorpusError(ValueError):
@@ -158,9 +159,9 @@ def read_jsonl(path: str | Path) -> Iterator[Conversation]:
         yield rec
 
 
-def load_corpus(split: str | None = None, data_dir: str | Path = DATA_DIR) -> list[Conversation]:
+def load_corpus(split: str | None = None, data_dir: str | Path | None = None) -> list[Conversation]:
     """All shipped conversations (optionally one split), in a stable order; ids checked for uniqueness."""
-    data_dir = Path(data_dir)
+    data_dir = Path(data_dir) if data_dir is not None else corpus_data()
     splits = [split] if split else list(SPLITS)
     convs: list[Conversation] = []
     for s in splits:

@@ -27,7 +27,8 @@ from steerwarm.corpus.checks import (
     load_dir,
     load_files,
 )
-from steerwarm.corpus.schema import DATA_DIR, QUERY_TYPES, SPLITS, Conversation
+from steerwarm.corpus.schema import QUERY_TYPES, SPLITS, Conversation
+from steerwarm.paths import corpus_data
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def corpus_summary(data_dir: str | Path | None = None, files: Sequence[str | Pat
     (count quotas are then skipped: a file is not the whole corpus)."""
     if files:
         return summarise(load_files(files), ", ".join(str(f) for f in files), quotas=None)
-    folder = Path(data_dir) if data_dir else DATA_DIR
+    folder = Path(data_dir) if data_dir else corpus_data()
     return summarise(load_dir(folder), str(folder))
 
 

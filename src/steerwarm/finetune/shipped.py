@@ -24,10 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from steerwarm.model.load import file_sha256
-from steerwarm.paths import steerwarm_home
+from steerwarm.paths import shipped_finetunes, steerwarm_home
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_DIR = REPO_ROOT / "vectors" / "sft"
 VARIANTS = ("warm", "cold")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
@@ -39,7 +37,7 @@ class ShippedFinetuneError(FileNotFoundError):
 def shipped_dir(variant: str, root: Path | None = None) -> Path:
     if variant not in VARIANTS:
         raise ValueError(f"shipped fine-tunes are {VARIANTS}, got {variant!r}")
-    return (root or SHIPPED_DIR) / variant
+    return (root or shipped_finetunes()) / variant
 
 
 def read_card(folder: Path) -> dict[str, Any]:

@@ -13,13 +13,11 @@ from steerwarm.bench.contexts import UNMODIFIED
 from steerwarm.bench.seeding import stable_int
 from steerwarm.bench.stats import Effect, RegressionResult, fit_effect, mcnemar, paired_counts
 from steerwarm.bench.summary import belief_rows
-from steerwarm.bench.validate import SHARED_DATA
 
 if TYPE_CHECKING:
     import pandas as pd
 from steerwarm.sweep.folder import Point, Sweep
 
-PAPER_DIR = SHARED_DATA / "warm_ai_2025" / "summary_data"
 ALL = "all tasks"
 BELIEF_LEVELS = (("none", "no belief"), ("stated", "stated wrong belief"))
 BOOTSTRAP = 2000

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from steerwarm.bench.compare import p_text
 from steerwarm.bench.report import cell_text
 from steerwarm.bench.summary import belief_rows, cell, condition_order
+from steerwarm.paths import paper_summary_data
 
 if TYPE_CHECKING:
     pass
@@ -47,7 +48,6 @@ from steerwarm.sweep.effects import (
     ALL,
     BELIEF_LEVELS,
     BOOTSTRAP,
-    PAPER_DIR,
     PAPER_FILES,
     SCOPES,
     ItemBootstrap,
@@ -100,7 +100,7 @@ def build_sweep_report(sweep_dir: Path, paper_dir: Path | None = None) -> tuple[
     if not sweep.points:
         raise ValueError(f"{sweep_dir}: no point of the sweep has results yet")
     if paper_dir is None:
-        paper_dir = PAPER_DIR  # reported as absent when it is
+        paper_dir = paper_summary_data()  # reported as absent when it is
     tasks = sweep.tasks
     scopes = [*tasks, ALL]
     pts = sweep.points

@@ -55,7 +55,8 @@ from steerwarm.bench.runner import MODES, RunConfig, RunResult, build_run_grid, 
 from steerwarm.bench.store import ConfigMismatchError, RunStore
 from steerwarm.bench.summary import build_summary
 from steerwarm.model.load import DEFAULT_MODEL, DTYPES
-from steerwarm.targets.registry import DEFAULT_VECTORS, GenSettings, LocalTarget, Target
+from steerwarm.paths import shipped_vectors
+from steerwarm.targets.registry import GenSettings, LocalTarget, Target
 
 if TYPE_CHECKING:
     from steerwarm.corpus.validation import Prompt as MeterPrompt
@@ -265,7 +266,7 @@ def build_dial(cfg: SweepConfig) -> tuple[Dial, str, dict[str, Any]]:
                                           note="identity: the sweep's values are raw coefficients")
         dial, source = Dial(warm=vec), {"file": str(cfg.vector)}
     else:
-        vdir = cfg.vectors or DEFAULT_VECTORS
+        vdir = cfg.vectors or shipped_vectors()
         base = Dial.from_dir(vdir)
         cold = _with_layers(base.cold, cfg.layers) if base.cold is not None else None
         dial, units, source = Dial(_with_layers(base.warm, cfg.layers), cold), "dial", {"dir": str(vdir)}

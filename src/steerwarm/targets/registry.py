@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from steerwarm.paths import shipped_vectors
 from steerwarm.targets.likelihood import (
     PairScore,
     ReplyScore,
@@ -41,8 +42,6 @@ if TYPE_CHECKING:
     from steerwarm.steer.hooks import SteerSpec
     from steerwarm.targets.endpoint import EndpointClient
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_VECTORS = REPO_ROOT / "vectors"
 
 
 @dataclass(frozen=True)
@@ -206,7 +205,7 @@ def parse_target(spec: str, *, model: str = "smollm2-135m", dtype: str = "float3
             warmth = float(spec.split("=", 1)[1])
         except ValueError as exc:
             raise ValueError(f"--target warmth=W needs a number, got {spec!r}") from exc
-        vdir = vectors_dir or DEFAULT_VECTORS
+        vdir = vectors_dir or shipped_vectors()
         dial = Dial.from_dir(vdir)
         return LocalTarget(spec, load(model, dtype), "steered", dial=dial, warmth=warmth, vectors_dir=vdir)
     if spec.startswith("sft="):

@@ -11,9 +11,9 @@ import torch
 from steerwarm.finetune.shipped import ShippedFinetuneError, materialize, resolve_tuned, ship
 from steerwarm.finetune.train import TrainConfig, train
 from steerwarm.model.load import load
-from tests.test_train import _conv, tiny_dir  # noqa: F401  (fixture)
+from tests.finetune.test_train import _conv, tiny_dir  # noqa: F401  (fixture)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_ship_then_materialize_reproduces_the_checkpoint(tiny_dir: Path, tmp_path: Path,  # noqa: F811

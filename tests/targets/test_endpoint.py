@@ -18,7 +18,7 @@ from steerwarm.cli.app import app
 from steerwarm.targets.endpoint import EndpointClient, EndpointError, EndpointSpec, LikelihoodUnsupportedError
 from steerwarm.targets.likelihood import ReplyScore, pair_texts, score_from_token_logprobs
 from steerwarm.targets.registry import EndpointTarget, GenSettings, tokenizer_only
-from tests.bench.conftest import FakeState, fake_token_logprobs
+from tests.bench_fixtures import FakeState, fake_token_logprobs
 from tests.conftest import SHARED_DATA
 
 

@@ -19,7 +19,7 @@ from steerwarm.finetune.train import TrainConfig, batch_indices, encode_conversa
 from steerwarm.model.load import load
 from tests.conftest import make_tiny_model, make_tokenizer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _conv(i: int) -> Conversation:
