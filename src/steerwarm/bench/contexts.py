@@ -14,13 +14,12 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from steerwarm.bench.errors import DataFileError
+from steerwarm.bench.errors import DataFileError, read_json
 from steerwarm.bench.seeding import stable_int
 from steerwarm.paths import default_contexts
 
@@ -75,13 +74,7 @@ def load_contexts(path: str | Path | None = None) -> ContextSet:
     path = Path(path) if path is not None else default_contexts()
     if not path.is_file():
         raise DataFileError(path, 0, None, "no such contexts file")
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataFileError(path, exc.lineno, None, f"invalid JSON: {exc.msg}") from exc
-    if not isinstance(data, dict):
-        raise DataFileError(path, 1, None, "a contexts file must be a JSON object")
+    data, text = read_json(path, dict, "a contexts file must be a JSON object")
     preamble = data.get("neutral_preamble", PAPER_PREAMBLE)
     if not isinstance(preamble, str) or not preamble.strip().endswith("."):
         raise DataFileError(path, _line_of(text, '"neutral_preamble"'), "neutral_preamble",

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from steerwarm.bench import TASKS
-from steerwarm.bench.errors import DataFileError
+from steerwarm.bench.errors import DataFileError, read_json
 from steerwarm.bench.medqa import rephrase
 from steerwarm.bench.seeding import short_hash, stable_choice, stable_sample
 from steerwarm.paths import default_items
@@ -94,20 +94,14 @@ def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 yield start, {k: v for k, v in row.items() if k is not None}
                 start = reader.line_num + 1
         return
-    text = path.read_text(encoding="utf-8")
     if suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataFileError(path, exc.lineno, None, f"invalid JSON: {exc.msg}") from exc
-        if not isinstance(data, list):
-            raise DataFileError(path, 1, None, "a .json item file must hold a list of records")
+        data, text = read_json(path, list, "a .json item file must hold a list of records")
         for i, rec in enumerate(data):
             if not isinstance(rec, dict):
                 raise DataFileError(path, 1, None, f"record {i} is not an object")
             yield _line_of_record(text, i), rec
         return
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:

@@ -1,4 +1,8 @@
 """Replies scored in likelihood mode: the correct and the wrong answer of an item as assistant replies.
+
+Invariant: both replies assert their answer with the same sentence, so they differ only in the answer: trivia,
+truthfulqa and medqa `The answer is {answer}.` (no second period when the answer ends with one), disinfo the true
+and the false statement themselves.
 """
 
 from __future__ import annotations

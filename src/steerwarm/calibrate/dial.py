@@ -1,20 +1,13 @@
-"""Layer choice by effect, and the calibrated warmth dial, from measured steered answers.
-
-A measurement steers the base model at one raw coefficient, answers the validation prompts (greedy, one token
-budget), and scores the answers with the warmth meter (p_warm, the corpus-trained embedding classifier) and the
-coherence cost (the base model's mean negative log-likelihood of the answer given the prompt). Both are reported
-as mean and bootstrap standard error over prompts (`warmth.summarize`).
+"""The calibrated warmth dial: fit the map from warmth to a raw coefficient from a measured curve of steered answers
+and a fine-tune's measured warmth, and store it in the vector.
 
 Invariants:
-- Every measurement of one run answers the same prompts with the same settings; coefficient 0 is the unsteered
-  base model, and it is always measured (it anchors both the layer table and the dial).
-- Raw coefficients are in units of the layer's typical norm, so one relative strength compares layers fairly.
-- Dial units: the dial value of a measured point is (mean p_warm(c) - mean p_warm(0)) / (reference mean - mean
-  p_warm(0)): 0 at the base and 1 where the steered model is as warm as the reference (for a cold reference this is
-  a unit of coldness: 1 = as cold as the cold fine-tune, as `dial.Dial` expects).
+- Dial units: the dial value of a measured point is (mean p_warm(c) - mean p_warm(0)) / (fine-tune mean - mean
+  p_warm(0)): 0 at the base and 1 where the steered model is as warm as the fine-tune (for the cold fine-tune this
+  is a unit of coldness: 1 = as cold as the cold fine-tune, as `steer.dial.Dial` expects).
 - The map is monotone by construction: isotonic regression on each side of 0, anchored at (0, 0); a plateau keeps
   only its point nearest 0. Dial 1 lies between two measured points (linear interpolation), never beyond the last:
-  a curve that does not reach the reference raises `CalibrationError`, listing what was measured.
+  a curve that does not reach the fine-tune raises `CalibrationError`, listing what was measured.
 - The `Calibration` maps 0 to exactly 0, is strictly increasing in dial and coefficient, and keeps every measured
   row (coef, raw and fitted dial, p_warm mean and SE, NLL mean and SE) in `curve`.
 """

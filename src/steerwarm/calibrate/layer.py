@@ -1,4 +1,10 @@
-"""Layer choice by effect: steer each candidate layer at one relative strength and keep the warmest within an NLL cap.
+"""Layer choice by effect: steer each candidate layer at one relative strength, measure warmth and coherence, and
+keep the layer with the best warmth gain whose NLL increase stays under a cap.
+
+Invariants:
+- Every layer is measured on the same prompts with the same settings, against the same unsteered base measurement.
+- Raw coefficients are in units of the layer's typical norm, so one relative strength compares layers fairly.
+- The chosen layer and the whole table are stored in the vector's metadata (`store_layer_choice`).
 """
 
 from __future__ import annotations

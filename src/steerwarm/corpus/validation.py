@@ -1,4 +1,7 @@
 """Validation prompts: the first user turns of the corpus's validation split, balanced across query types.
+
+Invariant: the order is fixed (round-robin over query types), so any prefix of the list is balanced and every
+measurement that takes the first N prompts measures the same prompts.
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
-"""Activations over response tokens, and aggregators that turn them into steering vectors.
+"""Activations over response tokens: residuals recorded at every decoder layer, per text, for one model or for a base
+model and its fine-tune on the same tokens.
 
 Invariants:
 - Only response tokens count: a text given with a prompt is chat-templated and the prompt's tokens (and padding)
   are excluded; a bare text is read raw and its position 0 is excluded (it carries an outlier norm).
-- Typical norms are medians of per-token residual norms over every counted token, never including position 0.
-- The contrast direction at layer L is mean(pos) - mean(neg) over texts, where each text contributes the mean of
-  its own tokens (long texts do not dominate), then normalised; the raw difference norm is kept in `extra`.
+- Model-diff pairs are aligned token by token: base and fine-tune must share a tokenizer, else it is refused.
 """
 
 from __future__ import annotations

@@ -1,4 +1,11 @@
-"""Aggregators: directions from activations (contrast of two text sets, model-diff of aligned tokens).
+"""Aggregators: directions from activations. A contrast of two text sets (mean difference), and model-diff of aligned
+tokens (fine-tune minus base: mean, PCA or probe), each as a `SteeringVector` with its typical norms.
+
+Invariants:
+- Typical norms are medians of per-token residual norms over every counted token, never including position 0.
+- The contrast direction at layer L is mean(pos) - mean(neg) over texts, where each text contributes the mean of
+  its own tokens (long texts do not dominate), then normalised; the raw difference norm is kept in `extra`.
+- Model-diff directions are signed to agree with the mean difference (fine-tune minus base).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""A vector's card: provenance, cosines, layer table, calibration curve.
+"""A vector's card: provenance, cosines to other vectors, the layer table and the calibration curve, in Markdown; and
+the Markdown tables the inspection report shares with it.
+
+Invariant: a card is a pure function of the vector file (and the vectors it is compared with).
 """
 
 from __future__ import annotations

@@ -1,4 +1,16 @@
 """Measures of a direction: per-layer cosines, probe accuracy, a logit lens, projections.
+
+Invariants:
+- Cosines compare unit directions at the same layer; layers present in only one vector are named, not compared.
+- Probe accuracy: a logistic regression on standardised activations separating the fine-tune's residuals from the
+  base model's on the same tokens (from model-diff shards), cross-validated with folds grouped by item (tokens of
+  one item never sit on both sides of a split), on a seeded subsample of items.
+- Logit lens: the direction scaled to the layer's typical norm, passed through the model's final norm and its
+  unembedding; promoted and suppressed tokens are reported relative to the mean logit over the vocabulary.
+- Projections are onto the unit direction, in units of the layer's typical norm, one value per response (the mean
+  over its response tokens).
+- `transformer_lens_residuals` reads `blocks.L.hook_resid_post` through TransformerLens's TransformerBridge, the
+  same point as `steer.hooks.record_residuals` (the output of decoder layer L); a test holds the two equal.
 """
 
 from __future__ import annotations

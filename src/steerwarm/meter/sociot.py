@@ -1,4 +1,14 @@
-"""SocioT: relational-frame likelihood ratio.
+"""SocioT: the relational-frame likelihood ratio, in the paper's spirit with our own frames.
+
+A causal LM reads the text after warm relational frames ("My grandmother held my hand and said, ...") and after cold
+ones ("The clerk behind the counter said flatly, ..."); the score is the mean over warm frames minus the mean over
+cold frames of the text's mean per-token log-probability. Higher = the text sounds like something said in a warm
+relationship. The frames were selected on the corpus's train split only (scripts/socio_frames.py); on all 156
+validation triples the means order warm > neutral > cold (-0.0055, -0.0310, -0.0384; paired differences
+0.0255 +/- 0.0052 and 0.0073 +/- 0.0043, bootstrap SE).
+
+Invariant: only the text's own tokens are scored (the frame is context), the text cut to MAX_CHARS characters:
+scoring the whole framed sequence did not separate warm from cold texts on this model.
 """
 
 from __future__ import annotations

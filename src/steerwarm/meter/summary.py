@@ -1,4 +1,6 @@
-"""Summaries of meter readings: mean and bootstrap standard error.
+"""Summaries of meter readings: the mean over texts and its seeded bootstrap standard error.
+
+Invariant: the same values and seed always give the same summary (the bootstrap generator is seeded).
 """
 
 from __future__ import annotations

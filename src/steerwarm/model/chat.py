@@ -1,4 +1,7 @@
 """Chat templates: a conversation rendered as the model's own prompt text.
+
+Invariant: the model's own template is used as it is (its default system prompt included unless one is given); a
+tokenizer without a template gets the messages joined by newlines, so tiny test models still work.
 """
 
 from __future__ import annotations

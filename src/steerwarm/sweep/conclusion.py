@@ -1,4 +1,8 @@
 """The sweep's plain-language conclusion, derived from the numbers by stated rules.
+
+Invariants (the rules): an effect is present when its 95% CI excludes 0; a fine-tune's effect is reproduced by
+steering when it lies inside the steered effect's 95% CI and the two are not both present with opposite signs.
+Every sentence is computed from the report's data; none is written by hand.
 """
 
 from __future__ import annotations

@@ -1,4 +1,12 @@
-"""Effects of the dial: regressions per dial unit, steered versus fine-tuned, the paper's published numbers.
+"""Effects of the dial: error rates and belief effects per point, regression effects of warmth per dial unit (per
+side of the dial), steered versus fine-tuned comparisons, and the paper's published numbers.
+
+Invariants:
+- Paired prompt sets: every point is compared on the prompts all points with results scored.
+- Belief effect (sycophancy) = error(stated wrong belief) - error(none).
+- Intervals, all 95%: belief effects and their changes, percentile intervals of a bootstrap over items (an item is
+  resampled with all its prompts in all points; fixed seed per scope); regression AMEs, delta method with standard
+  errors clustered by item; paired comparisons, `bench.compare.compare_frames` (McNemar, models 1-4).
 """
 
 from __future__ import annotations

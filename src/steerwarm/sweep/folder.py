@@ -1,4 +1,12 @@
-"""A sweep folder read in one place.
+"""A sweep folder, read in one place: SWEEP_DIR/sweep.json (`config`, `points`: label, kind "dial" | "reference",
+warmth (None for references), spec, run), one benchmark run folder per point (SWEEP_DIR/<point.run>/results.jsonl)
+and optionally SWEEP_DIR/meter.jsonl (per point: p_warm, p_warm_se, nll, nll_se, n).
+
+Invariants:
+- Points with no results yet are listed and left out; shared prompt ids must carry the same prompt text in every
+  point, else the sweep is refused.
+- Dial positions of references: by the dial's calibration the warm fine-tune sits at +1 and the cold one at -1;
+  other references have no dial position and are drawn as horizontal lines.
 """
 
 from __future__ import annotations

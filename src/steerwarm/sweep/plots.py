@@ -1,4 +1,6 @@
-"""Plots of a sweep against the dial.
+"""Plots of a sweep against the dial: error rates, belief effects, the context heatmap and the meter.
+
+Invariant: plots draw only what the report's data holds (matplotlib Agg, files only), with the same 95% intervals.
 """
 
 from __future__ import annotations
