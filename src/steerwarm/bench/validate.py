@@ -50,7 +50,8 @@ def load_labelled(shared: Path | None = None) -> tuple[list[LabelledRow], int]:
     """All joinable labelled rows and the number of rows that could not be joined."""
     import pandas as pd
 
-    base = (shared if shared is not None else shared_data()) / "warm_ai_2025" / "sample_data"
+    shared = shared if shared is not None else shared_data()
+    base = shared / "warm_ai_2025" / "sample_data"
     if not base.is_dir():
         raise FileNotFoundError(f"{base} not found: validation needs the shared data folder")
     trivia = {it.question: it for it in load_items("trivia", shared / "triviaqa" / "warm_ai_trivia_items.jsonl").items}

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 
-from steerwarm.cli.options import console
 from steerwarm.paths import shipped_vectors
+
+console = Console(stderr=True, soft_wrap=True)  # the server's log: stdout stays free
 
 
 def _loopback(host: str) -> bool:
@@ -58,9 +60,10 @@ def serve_command(
     import uvicorn
 
     from steerwarm.model.load import ModelNotFoundError, load
-    from steerwarm.serve.app import ServerConfig, create_app
     from steerwarm.serve.engine import Engine
     from steerwarm.serve.registry import SteeringRegistry
+    from steerwarm.serve.routes import create_app
+    from steerwarm.serve.server import ServerConfig
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if threads is not None:

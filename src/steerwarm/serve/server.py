@@ -1,0 +1,297 @@
+"""The server's shared request plumbing, bound to one engine: configuration, body reading and parsing, API-key
+checks, model and steering resolution, token limits, submission to the engine, collecting its events, usage and
+the `steering` block. The endpoint modules (chat, completions, models) and streaming build on it.
+
+Invariants:
+- Every client-caused failure is an `APIError` with its status; nothing here leaves the engine holding a request
+  whose client is gone (collect cancels what it did not finish).
+- With an API key configured, `check_auth` compares it in constant time (`hmac.compare_digest`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+
+from steerwarm.model.load import canonical_name
+from steerwarm.serve.engine import (
+    ChoiceDone,
+    Engine,
+    EngineRequest,
+    Event,
+    Failed,
+    Handle,
+    PromptReady,
+    QueueFullError,
+)
+from steerwarm.serve.errors import APIError
+from steerwarm.serve.metrics import Metrics
+from steerwarm.serve.protocol import (
+    AppliedVector,
+    ChatCompletionRequest,
+    CompletionRequest,
+    MonitorInfo,
+    SteeringInfo,
+    Usage,
+    split_model,
+)
+from steerwarm.serve.registry import RowSteering
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    model_name: str
+    api_key: str | None = None
+    max_body_bytes: int = 1 << 20
+    default_max_tokens: int = 1024  # chat completions without max_tokens (clamped to the context left)
+    completion_default_max_tokens: int = 16  # legacy completions default, as OpenAI's
+
+
+class ClientGone(Exception):
+    pass
+
+
+class Bridge:
+    """Carries engine events (worker thread) into the event loop, tagged with the prompt they belong to."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[tuple[int, Event]] = asyncio.Queue()
+
+    def sink(self, k: int) -> Callable[[Event], None]:
+        def put(event: Event) -> None:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, (k, event))
+
+        return put
+
+
+@dataclass
+class Prepared:
+    """A validated request, ready for the engine."""
+
+    kind: str  # "chat" or "completion"
+    model: str
+    steering: RowSteering
+    requests: list[EngineRequest]
+    n: int
+    stream: bool
+    include_usage: bool
+    echo: bool
+    logprobs: bool
+
+
+def _param(loc: Sequence[int | str]) -> str | None:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.replace("_", "").isalnum() and part.islower() and part not in ("str", "int", "float", "bool"):
+            out += ("." if out else "") + part
+    return out or None
+
+
+def validation_error(exc: ValidationError) -> APIError:
+    err = exc.errors()[0]
+    kind, loc, msg = err["type"], err["loc"], err["msg"]
+    param = _param(loc)
+    if kind == "json_invalid":
+        return APIError(400, f"malformed JSON body ({msg}); send one JSON object", code="invalid_json")
+    if kind in ("model_type", "model_attributes_type") and not loc:
+        return APIError(400, "the request body must be a JSON object", code="invalid_json")
+    if kind == "extra_forbidden":
+        return APIError(400, f"unknown parameter '{param}': this server does not accept it; remove it",
+                        param=param, code="unknown_parameter")
+    if kind == "missing":
+        return APIError(400, f"missing required parameter '{param}'", param=param, code="missing_required_parameter")
+    if kind == "unsupported_parameter":
+        return APIError(400, msg, param=param, code="unsupported_parameter")
+    code = "invalid_type" if kind.endswith("_type") or kind.endswith("_parsing") else "invalid_value"
+    where = f"'{param}'" if param else "the request"
+    return APIError(400, f"invalid value for {where}: {msg}", param=param, code=code)
+
+
+def parse(model: type[M], body: bytes) -> M:
+    if not body.strip():
+        raise APIError(400, "the request body is empty; send a JSON object", code="invalid_json")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+class BodyReader:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    async def read(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            raise self._too_large()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.limit:
+                raise self._too_large()
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self) -> APIError:
+        return APIError(413, f"request body exceeds {self.limit} bytes; send a smaller request (or start the "
+                        "server with a larger --max-body-bytes)", code="request_too_large")
+
+
+
+class Server:
+    """The routes' logic, bound to one engine."""
+
+    def __init__(self, engine: Engine, config: ServerConfig, metrics: Metrics | None = None) -> None:
+        self.engine = engine
+        self.loaded = engine.loaded
+        self.registry = engine.registry
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.created = int(time.time())
+        self.body = BodyReader(config.max_body_bytes)
+        self.served = canonical_name(config.model_name)
+        m = self.metrics
+        m.gauge("steerwarm_queue_depth", "Requests waiting to join the batch.", lambda: engine.queue_depth)
+        m.gauge("steerwarm_running_rows", "Sequences in the running batch.", lambda: engine.running_rows)
+        m.gauge("steerwarm_last_step_batch_size", "Rows decoded by the last step.", lambda: engine.last_batch)
+        m.counter("steerwarm_decode_steps_total", "Batched decode steps.", lambda: engine.steps)
+        m.counter("steerwarm_prefills_total", "Prefill forward passes.", lambda: engine.prefills)
+        m.counter("steerwarm_generated_tokens_total", "Tokens sampled (including cancelled requests).",
+                  lambda: engine.generated_tokens)
+
+    # -- helpers --------------------------------------------------------------------------------------------------
+    def check_auth(self, request: Request) -> None:
+        key = self.config.api_key
+        if not key:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise APIError(401, "missing API key: send the header 'Authorization: Bearer <key>'",
+                           code="invalid_api_key")
+        if not hmac.compare_digest(token.strip().encode(), key.encode()):
+            raise APIError(401, "incorrect API key provided", code="invalid_api_key")
+
+    def model_warmth(self, model: str) -> float | None:
+        base, warmth = split_model(model)
+        if canonical_name(base) != self.served:
+            raise APIError(404, f"the model {base!r} does not exist: this server serves {self.served!r} "
+                           "(GET /v1/models); a warmth can be added as a suffix, e.g. "
+                           f"'{self.served}@warmth=0.5'", param="model", code="model_not_found")
+        return warmth
+
+    def steering_of(self, req: ChatCompletionRequest | CompletionRequest) -> RowSteering:
+        suffix = self.model_warmth(req.model)
+        if suffix is not None and req.warmth is not None and suffix != req.warmth:
+            raise APIError(400, f"warmth is given twice and disagrees: {req.warmth} in the body, {suffix} in the "
+                           "model name; send one", param="warmth", code="conflicting_warmth")
+        warmth = req.warmth if req.warmth is not None else (suffix or 0.0)
+        raw = [(s.vector, s.layers, s.coef) for s in req.steering_list()]
+        return self.registry.resolve(warmth, raw)
+
+    def encode(self, text: str, *, special: bool) -> list[int]:
+        with self.engine.tokenizer_lock:
+            ids = self.loaded.tokenizer(text, add_special_tokens=special)["input_ids"]
+        return [int(x) for x in ids]
+
+    def max_tokens(self, asked: int | None, prompt_len: int, default: int, prompt_param: str) -> int:
+        ctx = self.engine.context_length
+        if prompt_len >= ctx:
+            raise APIError(400, f"the prompt is {prompt_len} tokens but the model's context is {ctx} tokens; "
+                           "shorten the prompt", param=prompt_param, code="context_length_exceeded")
+        if asked is None:
+            return min(default, ctx - prompt_len)
+        if prompt_len + asked > ctx:
+            raise APIError(400, f"prompt ({prompt_len} tokens) + max_tokens ({asked}) = {prompt_len + asked} "
+                           f"exceeds the model's context of {ctx} tokens; lower max_tokens to at most "
+                           f"{ctx - prompt_len} or shorten the prompt", param="max_tokens",
+                           code="context_length_exceeded")
+        return asked
+
+    def check_n(self, n: int) -> None:
+        if n > self.engine.max_batch:
+            raise APIError(400, f"n={n} exceeds this server's batch size {self.engine.max_batch}; lower n",
+                           param="n", code="invalid_value")
+
+    def steering_info(self, steering: RowSteering, dones: Sequence[ChoiceDone]) -> SteeringInfo:
+        mon = self.registry.monitor
+        per_choice: list[float | None] = [
+            d.projection_sum / d.projection_count if mon is not None and d.projection_count else None for d in dones]
+        count = sum(d.projection_count for d in dones)
+        mean = sum(d.projection_sum for d in dones) / count if mon is not None and count else None
+        return SteeringInfo(
+            warmth=steering.warmth,
+            vectors=[AppliedVector.model_validate(v) for v in self.registry.applied(steering)],
+            warmth_projection=mean, warmth_projection_per_choice=per_choice,
+            monitor=MonitorInfo(vector=mon.vector, layer=mon.layer) if mon is not None else None,
+        )
+
+    def submit(self, prep: Prepared) -> tuple[Bridge, list[Handle]]:
+        bridge = Bridge(asyncio.get_running_loop())
+        try:
+            handles = self.engine.submit(prep.requests, [bridge.sink(k) for k in range(len(prep.requests))])
+        except QueueFullError as exc:
+            raise APIError(429, str(exc), code="queue_full") from None
+        except ValueError as exc:
+            raise APIError(400, str(exc), code="invalid_value") from None
+        return bridge, handles
+
+    # -- non-streaming --------------------------------------------------------------------------------------------
+    async def collect(self, request: Request, prep: Prepared, bridge: Bridge, handles: Sequence[Handle]
+                      ) -> tuple[list[PromptReady | None], dict[int, ChoiceDone]]:
+        prompts: list[PromptReady | None] = [None] * len(prep.requests)
+        dones: dict[int, ChoiceDone] = {}
+        total = len(prep.requests) * prep.n
+        watcher = asyncio.ensure_future(wait_disconnect(request))
+        try:
+            while len(dones) < total:
+                getter = asyncio.ensure_future(bridge.queue.get())
+                finished, _ = await asyncio.wait({getter, watcher}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in finished:
+                    getter.cancel()
+                    raise ClientGone()
+                k, ev = getter.result()
+                if isinstance(ev, Failed):
+                    raise APIError(500, ev.message, code="generation_failed")
+                if isinstance(ev, PromptReady):
+                    prompts[k] = ev
+                elif isinstance(ev, ChoiceDone):
+                    dones[k * prep.n + ev.choice] = ev
+        finally:
+            watcher.cancel()
+            if len(dones) < total:
+                for h in handles:
+                    h.cancel()
+        return prompts, dones
+
+    def usage(self, prompts: Sequence[PromptReady | None], dones: Sequence[ChoiceDone]) -> Usage:
+        p = sum(x.prompt_tokens for x in prompts if x is not None)
+        c = sum(d.completion_tokens for d in dones)
+        self.metrics.add_tokens(p, c)
+        return Usage(prompt_tokens=p, completion_tokens=c, total_tokens=p + c)
+
+
+
+async def wait_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def finish_reason(done: ChoiceDone) -> Any:
+    return done.finish_reason
+
