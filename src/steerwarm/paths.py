@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 from platformdirs import user_cache_dir
 
@@ -104,12 +105,13 @@ def paper_summary_data() -> Path:
 
 def display(path: str | Path) -> str:
     """A path as committed reports and cards name it: relative to the source checkout or to the working folder,
-    `$STEERWARM_HOME/...` under the home, else the bare file name, never a machine's absolute path."""
+    `$STEERWARM_HOME/...` under the home, `$STEERWARM_SHARED_DATA/...` under the paper's data folder, else the bare
+    file name, never a machine's absolute path."""
     p = Path(path).expanduser()
     if not p.is_absolute():
         return p.as_posix()
     p = p.resolve()
-    bases = [("$STEERWARM_HOME", steerwarm_home().resolve())]
+    bases = [("$STEERWARM_HOME", steerwarm_home().resolve()), ("$STEERWARM_SHARED_DATA", shared_data().resolve())]
     checkout = source_checkout()
     if checkout is not None:
         bases.append(("", checkout.resolve()))
@@ -117,5 +119,22 @@ def display(path: str | Path) -> str:
     for label, base in bases:
         if p == base or base in p.parents:
             rel = p.relative_to(base).as_posix()
-            return f"{label}/{rel}" if label else rel
+            return (f"{label}/{rel}" if rel != "." else label) if label else rel
     return p.name
+
+
+PATH_KEYS = frozenset({"path", "dir", "file", "vectors_dir", "sweep_dir", "cache", "finetune_path", "source"})
+
+
+def display_paths(value: Any, keys: frozenset[str] = PATH_KEYS) -> Any:
+    """A copy of a JSON-like record with every absolute path held under one of `keys`, or under a key ending in
+    `_path`, `_dir` or `_file` (at any depth), in `display` form; other values unchanged. For settings and provenance
+    written by older versions, before they reach a committed report or card, and for comparing them with settings
+    written now (`display` is idempotent)."""
+    if isinstance(value, dict):
+        return {k: display(v) if (k in keys or k.endswith(("_path", "_dir", "_file"))) and isinstance(v, str)
+                and Path(v).expanduser().is_absolute()
+                else display_paths(v, keys) for k, v in value.items()}
+    if isinstance(value, list):
+        return [display_paths(v, keys) for v in value]
+    return value

@@ -21,7 +21,7 @@ from typing import Any
 
 from steerwarm.bench.errors import DataFileError, read_json
 from steerwarm.bench.seeding import stable_int
-from steerwarm.paths import default_contexts
+from steerwarm.paths import default_contexts, display
 
 UNMODIFIED = "unmodified"
 GROUPS = ("emotion", "relation", "stake")
@@ -60,7 +60,7 @@ class ContextSet:
         return i, pool[i]
 
     def describe(self) -> dict[str, Any]:
-        return {"path": str(self.path) if self.path else None, "sha256": self.sha256,
+        return {"path": display(self.path) if self.path else None, "sha256": self.sha256,
                 "neutral_preamble": self.neutral_preamble,
                 "conditions": {c: len(self.statements[c]) for c in self.conditions}}
 

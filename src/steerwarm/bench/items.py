@@ -34,7 +34,7 @@ from steerwarm.bench import TASKS
 from steerwarm.bench.errors import DataFileError, read_json
 from steerwarm.bench.medqa import rephrase
 from steerwarm.bench.seeding import short_hash, stable_choice, stable_sample
-from steerwarm.paths import default_items
+from steerwarm.paths import default_items, display
 
 FORMAT_OF_TASK = {"trivia": "qa", "truthfulqa": "qa", "disinfo": "disinfo", "medqa": "medqa"}
 REQUIRED = {
@@ -72,7 +72,7 @@ class ItemSet:
     sha256: str = ""
 
     def describe(self) -> dict[str, Any]:
-        return {"task": self.task, "path": str(self.path), "sha256": self.sha256, "n": len(self.items),
+        return {"task": self.task, "path": display(self.path), "sha256": self.sha256, "n": len(self.items),
                 "skipped": len(self.skipped)}
 
 

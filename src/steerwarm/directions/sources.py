@@ -33,6 +33,7 @@ from steerwarm.directions.activations import TextItem, check_same_tokenizer
 from steerwarm.directions.aggregate import vector_from_pairs
 from steerwarm.directions.shards import read_layer, write_shards
 from steerwarm.model.load import LoadedModel
+from steerwarm.paths import display
 from steerwarm.steer.answers import AnswerLog, model_answers
 from steerwarm.steer.vector import Provenance, SteeringVector, data_hash
 
@@ -94,7 +95,7 @@ def extract_sft(
         params={"tuned": tuned_label or tuned.name, "tuned_path": str(tuned.path),
                 "tuned_fingerprint": tuned.fingerprint, "n_prompts": len(prompts), "n_items": len(items),
                 "n_base_answers": n_base, "n_tuned_answers": len(items) - n_base,
-                "max_new_tokens": max_new_tokens, "cache": str(cache)},
+                "max_new_tokens": max_new_tokens, "cache": display(cache)},
         name=name, default_layers=default_layers,
     )
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from steerwarm.inspect.measures import layer_cosines
+from steerwarm.paths import display_paths
 from steerwarm.steer.vector import SteeringVector
 
 
@@ -20,7 +21,7 @@ def card_header(vec: SteeringVector, title: str) -> list[str]:
             f"- model: {vec.model_name} (`{vec.model_fingerprint}`)",
             f"- method: {vec.provenance.method}, data hash `{vec.provenance.data_hash}`, made {vec.provenance.created}"
             f" by steerwarm {vec.provenance.steerwarm_version}",
-            f"- provenance params: `{json.dumps(vec.provenance.params, sort_keys=True)}`",
+            f"- provenance params: `{json.dumps(display_paths(vec.provenance.params), sort_keys=True)}`",
             f"- layers: {layers[0]}-{layers[-1]} ({len(layers)}); default steering layers {vec.layers}"]
 
 

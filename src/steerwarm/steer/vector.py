@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from steerwarm import __version__
+from steerwarm.paths import display
 
 HOOK_POINTS = ("resid_post",)
 GGUF_META_KEY = "steerwarm.metadata"
@@ -298,6 +299,6 @@ class SteeringVector:
             norms=norms,
             model_fingerprint=model_fingerprint,
             model_name=model_name,
-            provenance=Provenance(method="gguf-import", params={"source": str(path)}),
+            provenance=Provenance(method="gguf-import", params={"source": display(path)}),
             name=Path(path).stem,
         )

@@ -21,6 +21,7 @@ from steerwarm.bench.contexts import UNMODIFIED
 from steerwarm.bench.seeding import stable_int
 from steerwarm.bench.stats import Effect, RegressionResult, fit_effect, mcnemar, paired_counts
 from steerwarm.bench.summary import belief_rows
+from steerwarm.paths import display
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -211,9 +212,9 @@ def paper_summary(paper_dir: Path | None, tasks: Sequence[str]) -> dict[str, Any
     import pandas as pd
 
     if paper_dir is None or not paper_dir.is_dir():
-        return {"available": False, "dir": None if paper_dir is None else str(paper_dir), "rows": [],
-                "notes": [f"no paper summary folder at {paper_dir}"]}
-    out: dict[str, Any] = {"available": True, "dir": str(paper_dir), "rows": [], "notes": []}
+        return {"available": False, "dir": None if paper_dir is None else display(paper_dir), "rows": [],
+                "notes": [f"no paper summary folder at {paper_dir if paper_dir is None else display(paper_dir)}"]}
+    out: dict[str, Any] = {"available": True, "dir": display(paper_dir), "rows": [], "notes": []}
     for source, (fname, _) in PAPER_FILES.items():
         path = paper_dir / fname
         if not path.is_file():

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from steerwarm.bench.compare import p_text
 from steerwarm.bench.report import cell_text
 from steerwarm.bench.summary import belief_rows, cell, condition_order
-from steerwarm.paths import paper_summary_data
+from steerwarm.paths import display, display_paths, paper_summary_data
 
 if TYPE_CHECKING:
     pass
@@ -105,7 +105,8 @@ def build_sweep_report(sweep_dir: Path, paper_dir: Path | None = None) -> tuple[
     scopes = [*tasks, ALL]
     pts = sweep.points
     data: dict[str, Any] = {
-        "sweep_dir": str(sweep_dir), "config": sweep.config, "tasks": tasks, "n_common_prompts": sweep.n_common,
+        "sweep_dir": display(sweep_dir), "config": display_paths(sweep.config), "tasks": tasks,
+        "n_common_prompts": sweep.n_common,
         "restricted": sweep.restricted, "missing_points": sweep.missing,
         "points": [{"label": p.label, "kind": p.kind, "warmth": p.warmth, "spec": p.spec, "run": p.run, "x": p.x,
                     "drawn_as": "line" if p.x is None else "point", "n_prompts": p.n_prompts, "n_scored": p.n_scored,
@@ -132,11 +133,11 @@ def build_sweep_report(sweep_dir: Path, paper_dir: Path | None = None) -> tuple[
     data["paper"] = paper_summary(paper_dir, tasks)
     data["meter"] = read_meter(sweep)
 
-    cfg = sweep.config
+    cfg = data["config"]
     lines = ["# Warmth sweep report", "",
-             f"Sweep folder: `{sweep_dir}`. Error rates in % with 95% Wilson intervals; differences in percentage "
-             "points (pp). Belief levels: *no belief* = original template (plus original_neutral under no context), "
-             "*stated wrong belief* = incorrect + correct templates.", "", "## Settings", ""]
+             f"Sweep folder: `{display(sweep_dir)}`. Error rates in % with 95% Wilson intervals; differences in "
+             "percentage points (pp). Belief levels: *no belief* = original template (plus original_neutral under no "
+             "context), *stated wrong belief* = incorrect + correct templates.", "", "## Settings", ""]
     known = ("tasks", "mode", "per_item", "dtype", "vector", "layers", "warmths")
     lines += _table(["setting", "value"], [
         *([k, f"`{json.dumps(cfg.get(k), default=str)}`"] for k in known),

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from steerwarm.paths import shipped_vectors
+from steerwarm.paths import display, shipped_vectors
 from steerwarm.targets.likelihood import (
     PairScore,
     ReplyScore,
@@ -103,11 +103,12 @@ class LocalTarget(Target):
 
         dtype = next(self.loaded.model.parameters()).dtype
         out: dict[str, Any] = {"spec": self.spec, "kind": self.kind, "model": self.loaded.name,
-                               "path": str(self.loaded.path), "fingerprint": self.loaded.fingerprint,
+                               "path": display(self.loaded.path), "fingerprint": self.loaded.fingerprint,
                                "dtype": str(dtype).removeprefix("torch."), "torch": torch.__version__}
         if self.dial is not None:
             warm_coef, cold_coef = self.dial.coefficients(self.warmth)
-            out.update(warmth=self.warmth, vectors_dir=str(self.vectors_dir), warm_coef=warm_coef,
+            out.update(warmth=self.warmth, vectors_dir=display(self.vectors_dir) if self.vectors_dir else None,
+                       warm_coef=warm_coef,
                        cold_coef=cold_coef, warm_vector=self.dial.warm.name,
                        cold_vector=self.dial.cold.name if self.dial.cold else None,
                        warm_layers=self.dial.warm.layers)
