@@ -7,13 +7,13 @@ validation prompt (first user turn, greedy, the same token budget for all), then
 
 Invariants:
 - Every target answers the same prompts in the same order with the same settings; answers are appended to
-  `responses.jsonl` one line at a time, and a rerun skips (target, id) pairs already there.
+  `responses.jsonl` (a `records` JSONL log) batch by batch, flushed and fsync'ed, and a rerun skips (target, id)
+  pairs already there; a torn last line (a kill mid-write) is dropped and its answer redone.
 - Meters are computed by the same scorer for every target, so the numbers are comparable across targets.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,7 @@ from steerwarm.meter.summary import Summary, summarize
 from steerwarm.model.chat import chat_text
 from steerwarm.model.load import LoadedModel
 from steerwarm.model.logprobs import mean_logprob
+from steerwarm.records import append_records, read_records
 
 if TYPE_CHECKING:
     pass
@@ -55,12 +56,7 @@ def compare(targets: Sequence[str], out_dir: Path, *, limit: int | None = None, 
 
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "responses.jsonl"
-    done: dict[tuple[str, str], dict[str, Any]] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                r = json.loads(line)
-                done[(r["target"], r["id"])] = r
+    done = {(r["target"], r["id"]): r for r in read_records(path)}
     prompts = validation_prompts(limit)
     scorer = scorer or load()
     clf = WarmthClassifier.default()
@@ -76,10 +72,8 @@ def compare(targets: Sequence[str], out_dir: Path, *, limit: int | None = None, 
             rows = [{"target": spec, "id": p.id, "query_type": p.query_type, "prompt": p.text, "text": a}
                     for p, a in zip(chunk, answers, strict=True)]
             score_rows(rows, scorer, clf)
-            with path.open("a", encoding="utf-8") as fh:
-                for r in rows:
-                    fh.write(json.dumps(r) + "\n")
-                    done[(spec, r["id"])] = r
+            append_records(path, rows)
+            done.update(((spec, r["id"]), r) for r in rows)
     table = {spec: {m: summarize([done[(spec, p.id)][m] for p in prompts]) for m in ("socio_t", "p_warm", "base_nll")}
              for spec in targets}
     lines = ["| target | SocioT | p_warm | base NLL (coherence) | n |", "|---|---|---|---|---|"]

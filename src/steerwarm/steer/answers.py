@@ -5,8 +5,9 @@ Invariants:
   model, steering and token budget always give the same text.
 - A log row is keyed by (key, prompt id), where the key (`answer_key`) names everything that determines the answer:
   model fingerprint, steering vector and coefficient, token budget. A rerun reuses a row only under the same key.
-- Rows are appended and flushed batch by batch: a killed run loses at most the batch in flight; a torn last line
-  (a kill mid-write) is ignored on reading and its prompts are answered again.
+- The log is a `records` JSONL log: rows are appended, flushed and fsync'ed batch by batch, so a killed run loses at
+  most the batch in flight; a torn last line (a kill mid-write) is dropped (cut off before the next append) and its
+  prompt is answered again; damage before the end is an error naming the line.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tqdm import tqdm
 from steerwarm.corpus.validation import Prompt
 from steerwarm.model.chat import chat_text
 from steerwarm.model.load import LoadedModel
+from steerwarm.records import append_records, read_records
 from steerwarm.steer.generate import GenerationConfig, generate_texts
 from steerwarm.steer.hooks import SteerSpec
 from steerwarm.steer.vector import SteeringVector
@@ -56,13 +58,9 @@ class AnswerLog:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.rows: dict[tuple[str, str], str] = {}
-        if path is not None and path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    row = json.loads(line)
-                    self.rows[(str(row["key"]), str(row["id"]))] = str(row["text"])
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue  # a torn line from a killed run: its prompt is answered again
+        for row in read_records(path) if path is not None else []:
+            if "key" in row and "id" in row and "text" in row:
+                self.rows[(str(row["key"]), str(row["id"]))] = str(row["text"])
 
     def answers(self, key: str, prompts: Sequence[Prompt], generate: Generate, *, batch_size: int = 8,
                 desc: str = "answers", progress: bool = True) -> list[str]:
@@ -82,14 +80,12 @@ class AnswerLog:
         return [self.rows[(key, p.id)] for p in prompts]
 
     def _append(self, key: str, prompts: Sequence[Prompt], texts: Sequence[str]) -> None:
-        lines = []
+        rows = []
         for p, t in zip(prompts, texts, strict=True):
             self.rows[(key, p.id)] = t
-            lines.append(json.dumps({"key": key, "id": p.id, "prompt": p.text, "text": t}, ensure_ascii=False))
+            rows.append({"key": key, "id": p.id, "prompt": p.text, "text": t})
         if self.path is not None:
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write("".join(line + "\n" for line in lines))
-                fh.flush()
+            append_records(self.path, rows)
 
 
 def model_answers(loaded: LoadedModel, prompts: Sequence[Prompt], log: AnswerLog, *, max_new_tokens: int = 96,
