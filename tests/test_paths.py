@@ -4,6 +4,7 @@ display_paths, the same for every path field of a settings or provenance record.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,11 +56,12 @@ def test_relative_paths_stay_as_given_and_display_is_idempotent(places: dict[str
 
 
 def test_display_paths_rewrites_path_fields_only(places: dict[str, Path]) -> None:
-    record = {"target": {"spec": "warmth=1", "path": str(places["home"] / "models" / "m"),
-                         "vectors_dir": str(places["elsewhere"] / "vectors")},
-              "items": {"trivia": {"path": str(places["cwd"] / "items.jsonl"), "sha256": "abc"}},
-              "params": [{"tuned_path": str(places["home"] / "ft"), "cache": "relative/cache"}],
-              "note": str(places["elsewhere"] / "not-a-path-field")}
+    record: dict[str, Any] = {
+        "target": {"spec": "warmth=1", "path": str(places["home"] / "models" / "m"),
+                   "vectors_dir": str(places["elsewhere"] / "vectors")},
+        "items": {"trivia": {"path": str(places["cwd"] / "items.jsonl"), "sha256": "abc"}},
+        "params": [{"tuned_path": str(places["home"] / "ft"), "cache": "relative/cache"}],
+        "note": str(places["elsewhere"] / "not-a-path-field")}
     out = display_paths(record)
     assert out["target"] == {"spec": "warmth=1", "path": "$STEERWARM_HOME/models/m", "vectors_dir": "vectors"}
     assert out["items"]["trivia"] == {"path": "items.jsonl", "sha256": "abc"}
