@@ -54,11 +54,17 @@ class DamagedLogError(ValueError):
 
 @dataclass(frozen=True)
 class Difference:
-    """One result-defining setting that differs between the stored lock and the new run (dotted for nested keys)."""
+    """One result-defining setting that differs between the stored lock and the new run; `at` is the dotted path
+    inside a nested value ("" when the value itself differs)."""
 
     key: str
     old: Any
     new: Any
+    at: str = ""
+
+    def describe(self, what: str) -> str:
+        inside = f" (at {self.at!r})" if self.at else ""
+        return f"field {self.key!r}{inside} was {self.old!r} in this {what}, now {self.new!r}"
 
 
 class SettingsMismatchError(ValueError):
@@ -68,7 +74,7 @@ class SettingsMismatchError(ValueError):
                  hint: str = "resume with the same settings or use a new --out folder") -> None:
         self.path = Path(path)
         self.differences = differences
-        fields = "; ".join(f"field {d.key!r} was {d.old!r} in this {what}, now {d.new!r}" for d in differences)
+        fields = "; ".join(d.describe(what) for d in differences)
         super().__init__(f"{self.path}: {fields}; {hint}")
 
 
@@ -172,7 +178,7 @@ class RecordLog:
         lines = [json.dumps(r, ensure_ascii=self._ensure_ascii, default=self._default) + "\n" for r in records]
         if not lines:
             return 0
-        fh = self._open()
+        fh = self._file()
         kill_at = _kill_at()
         if kill_at is not None and _records_written < kill_at <= _records_written + len(lines):
             i = kill_at - _records_written - 1
@@ -199,7 +205,12 @@ class RecordLog:
             self._fh.close()
             self._fh = None
 
-    def _open(self) -> Any:
+    def open(self) -> RecordLog:
+        """Repair and open the file now (creating it, even if nothing is appended); appends open it lazily."""
+        self._file()
+        return self
+
+    def _file(self) -> Any:
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _repair(self.path, _scan(self.path))
@@ -262,22 +273,22 @@ def differences(old: dict[str, Any], new: dict[str, Any], keys: Collection[str] 
                 comparable: Callable[[str, Any], Any] | None = None) -> list[Difference]:
     """Settings that differ. With `keys`, only those keys the old settings hold are compared (a key an older lock
     lacks is accepted); without, every key of either side. `comparable(key, value)` keeps the part of a value that
-    defines results (e.g. a file's hash, not its path). Nested dicts are compared key by key (dotted names)."""
+    defines results (e.g. a file's hash, not its path). Nested dicts are compared key by key (`Difference.at`)."""
     out: list[Difference] = []
     names = [k for k in keys if k in old] if keys is not None else sorted({*old, *new})
 
-    def walk(key: str, a: Any, b: Any) -> None:
+    def walk(key: str, at: str, a: Any, b: Any) -> None:
         if isinstance(a, dict) and isinstance(b, dict):
             for k in sorted({*a, *b}, key=str):
-                walk(f"{key}.{k}", a.get(k, _MISSING), b.get(k, _MISSING))
+                walk(key, f"{at}.{k}" if at else str(k), a.get(k, _MISSING), b.get(k, _MISSING))
         elif a != b:
-            out.append(Difference(key, a, b))
+            out.append(Difference(key, a, b, at))
 
     for key in names:
         a, b = old.get(key, _MISSING), new.get(key, _MISSING)
         if comparable is not None:
             a, b = comparable(key, a), comparable(key, b)
-        walk(key, a, b)
+        walk(key, "", a, b)
     return out
 
 

@@ -19,6 +19,8 @@ from steerwarm.corpus.rules import _OPENERS, RulesRewriter, cold, contract, expa
 from steerwarm.corpus.schema import AssistantTurn, read_jsonl
 from steerwarm.corpus.sources import Message, SourceConversation, read_sources
 from steerwarm.paths import corpus_data
+from steerwarm.records import read_records
+from tests.killing import run_snippet, torn
 
 from .fake_openai import Script, serve
 from .helpers import NEUTRAL, PROMPTS, PROSE, conversation
@@ -143,6 +145,28 @@ def test_a_torn_last_line_is_cut_and_redone(tmp_path: Path) -> None:
     assert out.read_text().startswith(whole) and _ids(out) == ["c0", "c1"]
     out.write_text(out.read_text().rstrip("\n"))  # a complete last line without its newline is kept
     assert run_rewrite(src, RulesRewriter(), out).already_done == 2 and _ids(out) == ["c0", "c1"]
+
+
+KILL_SCRIPT = """
+import sys
+from steerwarm.corpus.rewrite import run_rewrite
+from steerwarm.corpus.rules import RulesRewriter
+from steerwarm.corpus.sources import read_sources
+run_rewrite(read_sources(sys.argv[1]).conversations, RulesRewriter(), sys.argv[2], concurrency=1)
+"""
+
+
+def test_resume_after_a_kill_mid_write(tmp_path: Path) -> None:
+    src = read_sources(_input(tmp_path, 6)).conversations  # 6 single-turn + MULTI
+    out = tmp_path / "out.jsonl"
+    run_snippet(KILL_SCRIPT, str(tmp_path / "in.jsonl"), str(out), kill_after=4)  # dies writing the 4th record
+    files = (out, failures_path(out))
+    assert sum(torn(f) for f in files) == 1 and sum(len(read_records(f)) for f in files) == 3
+    report = run_rewrite(src, RulesRewriter(), out)
+    assert report.already_done + report.previously_failed == 3 and report.done + report.failed == len(src) - 3
+    ids = [i for f in files for i in _ids(f)]
+    assert sorted(ids) == sorted(c.id for c in src)  # every conversation once, in OUT or in the failures file
+    assert not any(torn(f) for f in files)
 
 
 def test_a_refused_request_stops_at_once(tmp_path: Path) -> None:

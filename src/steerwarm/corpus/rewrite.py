@@ -13,8 +13,9 @@ is validated with checks.check_variant and, when it fails, retried with the fail
 otherwise it is recorded in the failures file with the last attempt and its problems — never silently kept.
 
 Invariants (resume):
-- Results are appended to OUT one JSON line per finished conversation, flushed at once, from a single writer thread;
-  a crash loses only conversations in flight. A torn last line (no newline, not JSON) is cut off on the next run.
+- OUT and the failures file are `records` JSONL logs: one line per finished conversation, flushed at once, from a
+  single writer thread (fsync'ed at the end); a crash loses only conversations in flight. A torn last line (a kill
+  mid-write) is cut off on the next run and its conversation redone; damage before the end stops with its line.
 - A rerun skips ids already in OUT and ids already in the failures file (unless `retry_failed`, which first removes
   them from the failures file), so every input id ends up at most once in OUT or in the failures file, never both.
 - When the endpoint is down (EndpointError) the run stops: conversations already finished stay written, pending ones
@@ -25,7 +26,6 @@ Invariants (resume):
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import threading
@@ -42,6 +42,7 @@ from steerwarm.corpus.classify import classify
 from steerwarm.corpus.prompts import build_messages, strip_wrapping
 from steerwarm.corpus.schema import SPLITS, AssistantTurn, Conversation, CorpusError, Turn, UserTurn
 from steerwarm.corpus.sources import Message, SourceConversation
+from steerwarm.records import RecordLog, read_numbered, read_records, rewrite_records
 
 STYLES = ("warm", "cold")
 RETRY_STATUS = frozenset({408, 409, 429})
@@ -226,28 +227,9 @@ def failures_path(out: str | Path) -> Path:
 
 def _ids_in(path: Path) -> list[str]:
     """Ids recorded in a JSONL results file; a torn last line (crash mid-write) is cut off the file."""
-    if not path.exists():
-        return []
-    raw = path.read_bytes()
-    lines = raw.split(b"\n")
-    if lines[-1].strip():
-        try:
-            json.loads(lines[-1])
-            with path.open("ab") as fh:
-                fh.write(b"\n")
-        except ValueError:
-            with path.open("r+b") as fh:
-                fh.truncate(len(raw) - len(lines[-1]))
-            lines = lines[:-1]
     ids: list[str] = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError as exc:
-            raise CorpusError(f"{path}:{n}: invalid JSON in a results file; fix or remove the line") from exc
-        if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
+    for n, rec in read_numbered(path, repair=True):
+        if not isinstance(rec.get("id"), str):
             raise CorpusError(f"{path}:{n}: field 'id' missing in a results file")
         ids.append(rec["id"])
     return ids
@@ -315,9 +297,7 @@ def run_rewrite(sources: Sequence[SourceConversation], backend: Rewriter, out: s
     failed = set(_ids_in(failed_file))
     wanted = {s.id for s in sources}
     if retry_failed and failed & wanted:
-        keep = [line for line in failed_file.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line)["id"] not in wanted]
-        failed_file.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+        rewrite_records(failed_file, [r for r in read_records(failed_file) if r["id"] not in wanted])
         failed -= wanted
     todo = [s for s in sources if s.id not in done and s.id not in failed]
     report.already_done = sum(s.id in done for s in sources)
@@ -330,7 +310,7 @@ def run_rewrite(sources: Sequence[SourceConversation], backend: Rewriter, out: s
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), desc=f"rewrite ({backend.name})", unit="conv")
-    with out.open("a", encoding="utf-8") as fo, failed_file.open("a", encoding="utf-8") as ff, \
+    with RecordLog(out).open() as fo, RecordLog(failed_file).open() as ff, \
             ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         queue = iter(todo)
         running: set[Future[Outcome]] = set()
@@ -358,12 +338,10 @@ def run_rewrite(sources: Sequence[SourceConversation], backend: Rewriter, out: s
                     continue
                 report.add(res.attempts)
                 if res.conversation is not None:
-                    fo.write(json.dumps(res.conversation.to_json(), ensure_ascii=False) + "\n")
-                    fo.flush()
+                    fo.append(res.conversation.to_json())
                     report.done += 1
-                else:
-                    ff.write(json.dumps(res.failure, ensure_ascii=False) + "\n")
-                    ff.flush()
+                elif res.failure is not None:
+                    ff.append(res.failure)
                     report.failed += 1
                 if bar is not None:
                     bar.update(1)
