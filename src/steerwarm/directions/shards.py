@@ -5,11 +5,12 @@ Layout of a shard folder: `shard-00000.safetensors`, `shard-00001.safetensors`, 
 tokens concatenated in item order) for every recorded layer, and `lengths` ([items], int64: tokens per item).
 
 Invariants:
-- A shard is written under a temporary name and renamed into place, so a shard file that exists is complete; a
-  killed run leaves at most a stray temporary file, which the next run overwrites.
-- A rerun computes only the missing shards. A shard whose metadata (model fingerprint, items hash, item count,
-  layers, shard size, token limit) differs from the request is refused, naming both values: shards of different
-  models or item lists are never mixed.
+- A shard is written under a temporary name, fsync'ed and renamed into place (`records.commit_file`), so a shard
+  file that exists is complete; a killed run leaves at most a stray temporary file, which the next run removes.
+- A rerun computes only the missing shards. A shard's metadata is its settings lock: one whose metadata (model
+  fingerprint, items hash, item count, layers, shard size, token limit) differs from the request is refused
+  (`records.SettingsMismatchError`), naming every differing field with both values: shards of different models or
+  item lists are never mixed.
 - Rows line up across models: for the same items and tokenizer, shard i of two models holds the same tokens in the
   same order, so tuned minus base is a per-token difference.
 """
@@ -27,11 +28,12 @@ from tqdm import tqdm
 
 from steerwarm.directions.activations import TextItem, response_activations
 from steerwarm.model.load import LoadedModel
+from steerwarm.records import Difference, SettingsMismatchError, commit_file, differences
 
 SHARD_FORMAT = "steerwarm.shard/1"
 
 
-class ShardMismatchError(ValueError):
+class ShardMismatchError(SettingsMismatchError):
     """A shard on disk was made for another model, item list or setting than the one asked for."""
 
 
@@ -59,7 +61,8 @@ class ShardSpec:
     @classmethod
     def from_metadata(cls, meta: dict[str, str], where: Path) -> ShardSpec:
         if meta.get("format") != SHARD_FORMAT:
-            raise ShardMismatchError(f"{where} is not a steerwarm activation shard (format {meta.get('format')!r})")
+            raise ShardMismatchError(where, [Difference("format", meta.get("format"), SHARD_FORMAT)], what="file",
+                                     hint="it is not a steerwarm activation shard")
         body = json.loads(meta["spec"])
         body["layers"] = tuple(int(x) for x in body["layers"])
         return cls(**body)
@@ -77,14 +80,10 @@ def _read_spec(path: Path) -> ShardSpec:
 
 
 def _check(path: Path, want: ShardSpec) -> None:
-    got = _read_spec(path)
-    if got != want:
-        diffs = [f"{k}: on disk {v!r}, asked {getattr(want, k)!r}" for k, v in asdict(got).items()
-                 if v != getattr(want, k) and k != "layers"]
-        if got.layers != want.layers:
-            diffs.append(f"layers: on disk {list(got.layers)}, asked {list(want.layers)}")
-        raise ShardMismatchError(
-            f"{path} belongs to another run ({'; '.join(diffs)}); delete {path.parent} or use another cache folder")
+    diffs = differences(asdict(_read_spec(path)), asdict(want))
+    if diffs:
+        raise ShardMismatchError(path, diffs, what="shard",
+                                 hint=f"it belongs to another run: delete {path.parent} or use another cache folder")
 
 
 def write_shards(loaded: LoadedModel, items: Sequence[TextItem], directory: Path, *, items_hash: str,
@@ -96,6 +95,8 @@ def write_shards(loaded: LoadedModel, items: Sequence[TextItem], directory: Path
     spec = ShardSpec(loaded.fingerprint, loaded.name, items_hash, len(items), tuple(int(x) for x in layers),
                      shard_size, max_tokens)
     directory.mkdir(parents=True, exist_ok=True)
+    for stray in directory.glob(".shard-*.tmp-*"):  # left by a killed run
+        stray.unlink(missing_ok=True)
     todo = []
     for index in range(spec.n_shards):
         path = shard_path(directory, index)
@@ -125,7 +126,7 @@ def _write_one(loaded: LoadedModel, items: Sequence[TextItem], directory: Path, 
     final = shard_path(directory, index)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     save_file(tensors, str(tmp), metadata=spec.metadata())
-    os.replace(tmp, final)
+    commit_file(tmp, final)
 
 
 def open_shards(directory: Path) -> ShardSpec:
