@@ -6,8 +6,12 @@ Invariants:
 - The sample order is a pure function of (seed, epoch), so step k always sees the same examples; together with
   saved optimizer and RNG states this makes a run killed and resumed reach the same weights as an uninterrupted one.
 - Resume state is written atomically (temporary folder, then rename) every `save_every` steps and at each
-  checkpoint; a rerun with the same configuration continues from the newest state. A different configuration in
-  the same run folder is refused rather than mixed.
+  checkpoint; a rerun with the same configuration continues from the newest state. config.json (configuration and
+  data hash) is the run folder's `records.SettingsLock`: a different configuration is refused, naming every
+  differing field, rather than mixed.
+- `steps.jsonl` logs one line per step (step, loss, learning rate) through `records.RecordLog`, fsync'ed before each
+  state save; a resumed run first drops the lines after the saved state (steps it is about to redo, and a torn
+  last line), so the log always holds each step of the run exactly once.
 - Each fractional-epoch checkpoint produces a merged model folder (loadable by `steerwarm.models.load`) with a
   training card (card.json, card.md, loss.png); LoRA runs also keep the small adapter (`adapter-epoch-E/`).
 - Training runs under bf16 autocast on CPU with fp32 master weights.
@@ -33,9 +37,11 @@ from steerwarm import __version__
 from steerwarm.corpus.schema import Conversation, Variant, load_corpus
 from steerwarm.model.load import LoadedModel, canonical_name, load
 from steerwarm.paths import steerwarm_home
+from steerwarm.records import RecordLog, SettingsLock, rewrite_records
 from steerwarm.steer.vector import data_hash
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+STEPS_LOG = "steps.jsonl"
 
 
 @dataclass(frozen=True)
@@ -225,11 +231,11 @@ def train(cfg: TrainConfig, run_dir: Path | None = None, convs: Sequence[Convers
     convs = list(convs) if convs is not None else load_corpus("train")
     variant: Variant = cfg.variant  # type: ignore[assignment]
     dhash = data_hash(json.dumps(c.as_chat(variant)) for c in convs)
-    cfg_file = run_dir / "config.json"
+    lock = SettingsLock(run_dir / "config.json", field=None,
+                        hint="this folder holds a run with another configuration or data; choose another --out")
     want = json.loads(json.dumps({"config": cfg.to_json(), "data_hash": dhash}))
-    if cfg_file.is_file() and json.loads(cfg_file.read_text()) != want:
-        raise ValueError(f"{run_dir} holds a run with another configuration or data; choose another --out")
-    cfg_file.write_text(json.dumps(want, indent=2))
+    lock.check(want)
+    lock.write(want)
 
     loaded, model = _build_model(cfg)
     examples = corpus_examples(cfg, loaded, convs)
@@ -258,6 +264,11 @@ def train(cfg: TrainConfig, run_dir: Path | None = None, convs: Sequence[Convers
     else:
         torch.manual_seed(cfg.seed + 1)
     result = TrainResult(run_dir=run_dir, steps=total, losses=losses, resumed_from=step)
+    log = RecordLog(run_dir / STEPS_LOG)
+    logged = log.read()  # a torn last line is cut off
+    keep = [r for r in logged if isinstance(r.get("step"), int) and r["step"] <= step]
+    if len(keep) != len(logged):  # steps after the saved state are redone: drop their lines first
+        rewrite_records(log.path, keep)
     pad = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
 
     model.train()
@@ -280,6 +291,7 @@ def train(cfg: TrainConfig, run_dir: Path | None = None, convs: Sequence[Convers
             opt.step()
             step += 1
             losses.append(round(total_loss, 5))
+            log.append({"step": step, "loss": losses[-1], "lr": opt.param_groups[0]["lr"]})
             bar.update(1)
             bar.set_postfix(loss=f"{total_loss:.3f}")
             if step in ckpt_steps:
@@ -288,9 +300,11 @@ def train(cfg: TrainConfig, run_dir: Path | None = None, convs: Sequence[Convers
                     cfg, run_dir, loaded, model, ckpt_steps[step], step, losses, dhash, n)
                 model.train()
             if step % cfg.save_every == 0 or step in ckpt_steps or step == total:
+                log.checkpoint()
                 _save_state(run_dir, model, opt, step, losses, cfg)
             if stop_after is not None and step - result.resumed_from >= stop_after:
                 break
+    log.close()
     model.eval()
     result.seconds = time.perf_counter() - start
     for e in cfg.checkpoints:
