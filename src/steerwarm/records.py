@@ -32,6 +32,7 @@ import os
 import signal
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -108,10 +109,7 @@ class _Scan:
 def _scan(path: Path) -> _Scan:
     data = path.read_bytes() if path.is_file() else b""
     lines = data.split(b"\n")  # the last element is what follows the last newline ("" when the file ends with one)
-    starts, pos = [], 0
-    for raw in lines:
-        starts.append(pos)
-        pos += len(raw) + 1
+    starts = [0, *accumulate(len(raw) + 1 for raw in lines)]
     filled = [i for i, raw in enumerate(lines) if raw.strip()]
     records: list[tuple[int, dict[str, Any]]] = []
     keep, add_newline = len(data), False
@@ -331,9 +329,10 @@ class SettingsLock:
                 raise SettingsMismatchError(self.path, diffs, what=self.what, hint=self.hint)
         return doc
 
-    def open(self, settings: dict[str, Any]) -> dict[str, Any]:
+    def open(self, settings: dict[str, Any], **fields: Any) -> dict[str, Any]:
         """Check, then store: on a first run `settings` as they are; on a rerun the stored result-defining values are
-        kept and every other key is refreshed from `settings`. Returns the document now on disk."""
+        kept and every other key is refreshed from `settings`. `fields` are the document's other fields where it
+        lacks them (e.g. `sessions=[]`). Returns the document now on disk."""
         doc = self.check(settings)
         if doc is None:
             doc = {self.field: settings} if self.field is not None else dict(settings)
@@ -345,6 +344,7 @@ class SettingsLock:
                 doc[self.field] = merged
             else:
                 doc = merged
+        doc.update((k, v) for k, v in fields.items() if k not in doc)
         self.write(doc)
         return doc
 
