@@ -113,8 +113,8 @@ def test_the_lock_refuses_changed_settings_naming_every_key(tmp_path: Path) -> N
         lock.open({"seed": 2, "mode": "b", "items": {"t": "h2"}, "batch_size": 8})
     msg = str(err.value)
     assert "field 'seed' was 1 in this run folder, now 2" in msg and "field 'mode' was 'a'" in msg
-    assert "field 'items.t' was 'h1'" in msg and "use a new --out folder" in msg and "run.json" in msg
-    assert [d.key for d in err.value.differences] == ["seed", "mode", "items.t"]
+    assert "field 'items' (at 't') was 'h1'" in msg and "use a new --out folder" in msg and "run.json" in msg
+    assert [(d.key, d.at) for d in err.value.differences] == [("seed", ""), ("mode", ""), ("items", "t")]
     # keys that may differ (batch size, progress) are refreshed; result-defining ones keep the stored value
     doc = lock.open({"seed": 1, "mode": "a", "items": {"t": "h1"}, "batch_size": 2, "progress": False})
     assert doc["config"]["batch_size"] == 2 and doc["config"]["progress"] is False
@@ -124,7 +124,7 @@ def test_the_lock_refuses_changed_settings_naming_every_key(tmp_path: Path) -> N
 def test_lock_without_keys_compares_everything_and_reads_damage(tmp_path: Path) -> None:
     lock = SettingsLock(tmp_path / "config.json", field=None)
     lock.open({"config": {"lr": 0.1}, "data_hash": "a"})
-    with pytest.raises(SettingsMismatchError, match=r"field 'config.lr' was 0.1 in this run folder, now 0.2"):
+    with pytest.raises(SettingsMismatchError, match=r"field 'config' \(at 'lr'\) was 0.1 in this run folder, now 0.2"):
         lock.check({"config": {"lr": 0.2}, "data_hash": "a"})
     assert differences({"a": 1}, {"a": 1, "b": 2}) == [records.Difference("b", "<missing>", 2)]
     assert differences({"a": 1}, {"a": 1, "b": 2}, keys=("a", "b")) == []  # a key an older lock lacks is accepted

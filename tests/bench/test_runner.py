@@ -19,6 +19,7 @@ from steerwarm.bench.store import ConfigMismatchError, RunStore
 from steerwarm.cli.app import app
 from steerwarm.model.load import LoadedModel
 from steerwarm.paths import default_contexts, display
+from steerwarm.records import KILL_ENV, DamagedLogError, read_records
 from steerwarm.steer.vector import Calibration
 from steerwarm.targets.registry import GenSettings, LocalTarget, parse_target
 from tests.conftest import random_vector
@@ -68,17 +69,16 @@ def test_resume_after_a_kill_loses_and_duplicates_nothing(tiny_folder: Path, tin
     cmd = [sys.executable, "-m", "steerwarm.cli", "bench", "run", "--target", str(tiny_folder), "--out", str(out),
            "--tasks", ",".join(TASKS), "--batch-size", "16", "--no-progress",
            *[x for t, p in tiny_items.items() for x in ("--items", f"{t}={p}")]]
-    env = {**os.environ, "STEERWARM_BENCH_KILL_AFTER": "40", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, KILL_ENV: "40", "HF_HUB_OFFLINE": "1"}
     killed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert killed.returncode == -9, killed.stderr[-2000:]
-    partial = _lines(out / "results.jsonl")
-    assert len(partial) == 48  # three batches of 16 were on disk when the process died
-    with (out / "results.jsonl").open("a") as fh:
-        fh.write('{"prompt_id": "trivia:t1|orig')  # a torn write, as a kill mid-line leaves it
-    env.pop("STEERWARM_BENCH_KILL_AFTER")
+    text = (out / "results.jsonl").read_text()
+    assert text.count("\n") == 39 and not text.endswith("\n")  # killed half way through writing the 40th record
+    assert len(read_records(out / "results.jsonl")) == 39
+    env.pop(KILL_ENV)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "48 already done" in done.stdout
+    assert "39 already done" in done.stdout
     rows = _lines(out / "results.jsonl")
     assert len(rows) == N_PROMPTS and len({r["prompt_id"] for r in rows}) == N_PROMPTS
     clean = run_benchmark(_cfg(tmp_path / "clean", tiny_items), parse_target(str(tiny_folder)), progress=False)
@@ -90,7 +90,7 @@ def test_resume_after_a_kill_loses_and_duplicates_nothing(tiny_folder: Path, tin
         assert r["lp_correct"] == pytest.approx(c["lp_correct"], abs=1e-4)
         assert r["lp_wrong"] == pytest.approx(c["lp_wrong"], abs=1e-4)
     sessions = json.loads((out / "run.json").read_text())["sessions"]
-    assert [s["prompts"] for s in sessions] == [N_PROMPTS - 48]  # the killed session could not record itself
+    assert [s["prompts"] for s in sessions] == [N_PROMPTS - 39]  # the killed session could not record itself
 
 
 def test_generate_mode_with_the_matcher(tiny_folder: Path, tiny_items: dict[str, Path], tmp_path: Path) -> None:
@@ -142,7 +142,10 @@ def test_store_repairs_a_torn_line_and_rejects_damage(tmp_path: Path) -> None:
     store.append([{"prompt_id": "a", "x": 9}])  # a duplicate: the first record wins
     assert store.load()["a"]["x"] == 1
     store.results.write_text('{"prompt_id": "a"}\nnot json\n{"prompt_id": "b"}\n')
-    with pytest.raises(DataFileError, match=r"results.jsonl:2: unreadable"):
+    with pytest.raises(DamagedLogError, match=r"results.jsonl:2: not a JSON object"):
+        store.load()
+    store.results.write_text('{"prompt_id": "a"}\n{"x": 1}\n{"prompt_id": "b"}\n')
+    with pytest.raises(DataFileError, match=r"results.jsonl:2: field 'prompt_id'"):
         store.load()
 
 

@@ -7,9 +7,9 @@ import pytest
 from transformers import AutoTokenizer
 
 from steerwarm.model.load import prepared_dir
-from steerwarm.serve.server import parse as _parse
 from steerwarm.serve.errors import APIError
 from steerwarm.serve.protocol import ChatCompletionRequest, CompletionRequest, split_model
+from steerwarm.serve.server import parse as _parse
 from steerwarm.serve.text import IncrementalDecoder, StopMatcher, TokenPieces
 
 CHAT = '{"model": "m", "messages": [{"role": "user", "content": "hi"}]'

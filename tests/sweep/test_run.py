@@ -25,6 +25,7 @@ from steerwarm.cli.app import app
 from steerwarm.meter.compare import base_nll
 from steerwarm.meter.measure import Meter
 from steerwarm.model.load import LoadedModel
+from steerwarm.records import KILL_ENV, read_records
 from steerwarm.steer.vector import Calibration
 from steerwarm.sweep.run import (
     METER_JSONL,
@@ -307,16 +308,17 @@ def test_sweep_resumes_after_a_kill(tiny_folder: Path, tiny_items: dict[str, Pat
            str(tiny_folder), "--vectors", str(dial_dir), "--tasks", "trivia,medqa", "--per-item", "4",
            "--batch-size", "8", "--meter-prompts", "0", "--no-progress",
            *[x for t in ("trivia", "medqa") for x in ("--items", f"{t}={tiny_items[t]}")]]
-    env = {**os.environ, "STEERWARM_BENCH_KILL_AFTER": "8", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, KILL_ENV: "8", "HF_HUB_OFFLINE": "1"}
     killed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert killed.returncode == -9, killed.stderr[-2000:]
     results = out / "runs" / "warmth+0.00" / "results.jsonl"
-    assert len(_lines(results)) == 8
-    env.pop("STEERWARM_BENCH_KILL_AFTER")
+    assert not results.read_text().endswith("\n")  # killed half way through writing the 8th record
+    assert len(read_records(results)) == 7
+    env.pop(KILL_ENV)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "12 scored now" in done.stdout
+    assert "13 scored now" in done.stdout
     rows = _lines(results)
     assert len(rows) == 20 and len({r["prompt_id"] for r in rows}) == 20
     sessions = json.loads((out / "sweep.json").read_text())["sessions"]
-    assert [s["prompts"] for s in sessions] == [12]  # the killed session could not record itself
+    assert [s["prompts"] for s in sessions] == [13]  # the killed session could not record itself

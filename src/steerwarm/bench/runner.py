@@ -21,14 +21,12 @@ Invariants:
 - `per_item=K` keeps K prompts of each item (`per_item_subsample`), chosen from the seed and the prompt ids alone,
   so every target scored with the same settings gets the same prompts (paired comparisons hold); it is
   result-defining (a run folder made with another K, or without one, refuses to resume with it).
-- Fault injection for tests: STEERWARM_BENCH_KILL_AFTER=N makes the process SIGKILL itself once N records were
-  appended in this session (a real kill, no cleanup), to prove resume.
+- Fault injection for tests: results.jsonl is a `records.RecordLog`, so STEERWARM_KILL_AFTER_RECORDS=N makes the
+  process SIGKILL itself half way through writing its N-th record (a real kill and a real torn line), to prove resume.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +44,7 @@ from steerwarm.bench.seeding import short_hash, stable_int
 from steerwarm.bench.store import ConfigMismatchError, RunStore
 from steerwarm.bench.summary import build_summary
 from steerwarm.paths import display_paths
+from steerwarm.records import Difference
 from steerwarm.targets.registry import GenSettings, Target
 
 MODES = ("likelihood", "generate")
@@ -144,11 +143,6 @@ def build_run_grid(cfg: RunConfig) -> tuple[list[ItemSet], ContextSet, list[Prom
     return itemsets, contexts, grid
 
 
-def _kill_after() -> int | None:
-    value = os.environ.get("STEERWARM_BENCH_KILL_AFTER")
-    return int(value) if value else None
-
-
 def run_benchmark(cfg: RunConfig, target: Target, *, judge: Judge | None = None, progress: bool = True,
                   on_progress: Callable[[int], None] | None = None) -> RunResult:
     """Score what `cfg.out` does not hold yet (see the module doc); `on_progress(n)` is called after each batch
@@ -173,8 +167,7 @@ def run_benchmark(cfg: RunConfig, target: Target, *, judge: Judge | None = None,
         run["config"] = display_paths(run["config"])  # made by an older version: absolute paths
         store.write_run(run)
     if run is not None and "per_item" not in run["config"] and cfg.per_item is not None:
-        raise ConfigMismatchError(f"{store.run_json}: field 'per_item' was None (every prompt) in this run folder, "
-                                  f"now {cfg.per_item}; resume with the same settings or use a new --out folder")
+        raise ConfigMismatchError(store.run_json, [Difference("per_item", None, cfg.per_item)])
     if run is not None:
         old_items = run["config"].get("items", {})
         new_items: dict[str, Any] = {s.task: s.describe() for s in itemsets}
@@ -187,7 +180,6 @@ def run_benchmark(cfg: RunConfig, target: Target, *, judge: Judge | None = None,
     done = store.load(repair=True)
     pending = batch_order([p for p in grid if p.prompt_id not in done], cfg.mode)
     batches = [pending[i:i + cfg.batch_size] for i in range(0, len(pending), cfg.batch_size)]
-    kill_after = _kill_after()
     appended = 0
     score_s = raw_s = 0.0
     sampled_prompts = 0
@@ -221,8 +213,6 @@ def run_benchmark(cfg: RunConfig, target: Target, *, judge: Judge | None = None,
             bar.update(len(batch))
             if on_progress is not None:
                 on_progress(len(batch))
-            if kill_after is not None and appended >= kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)
     finally:
         bar.close()
         # the yardstick passes are measurement overhead: they are not part of the run's own time

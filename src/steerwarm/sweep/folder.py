@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from steerwarm.bench.store import RunStore
 from steerwarm.bench.summary import cell, records_frame
+from steerwarm.records import read_records
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -118,11 +119,7 @@ def read_meter(sweep: Sweep) -> list[dict[str, Any]] | None:
         return None
     by_label = {p.label: p for p in sweep.points}
     rows = []
-    text = path.read_text()
-    for line in text[: text.rfind("\n") + 1].splitlines():  # complete lines: a torn last line is ignored
-        if not line.strip():
-            continue
-        r = json.loads(line)
+    for r in read_records(path):  # a torn last line (a kill mid-write) is ignored
         point = by_label.get(r.get("label", ""))
         kind = r.get("kind") or (point.kind if point else "dial")
         x = point.x if point else (r.get("warmth") if kind == "dial" else None)

@@ -40,7 +40,6 @@ import copy
 import gc
 import json
 import math
-import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -52,10 +51,11 @@ from steerwarm import __version__
 from steerwarm.bench import TASKS
 from steerwarm.bench.prompts import TEMPLATES
 from steerwarm.bench.runner import MODES, RunConfig, RunResult, build_run_grid, run_benchmark
-from steerwarm.bench.store import ConfigMismatchError, RunStore
+from steerwarm.bench.store import RunStore
 from steerwarm.bench.summary import build_summary
 from steerwarm.model.load import DEFAULT_MODEL, DTYPES
 from steerwarm.paths import display, shipped_vectors
+from steerwarm.records import SettingsLock, append_records, read_records
 from steerwarm.targets.registry import GenSettings, LocalTarget, Target
 
 if TYPE_CHECKING:
@@ -311,34 +311,10 @@ def _comparable(key: str, value: Any) -> Any:
     return value
 
 
-def _read_sweep(path: Path) -> dict[str, Any] | None:
-    from steerwarm.bench.errors import DataFileError
-
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataFileError(path, exc.lineno, None, f"invalid JSON: {exc.msg}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
-        raise DataFileError(path, 1, "config", "missing; not a steerwarm sweep folder?")
-    return data
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
-
-
-def check_config(path: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
-    """Raise `ConfigMismatchError` naming the first result-defining field that differs."""
-    for key in SWEEP_RESULT_KEYS:
-        if key in old and _comparable(key, old.get(key)) != _comparable(key, new.get(key)):
-            raise ConfigMismatchError(
-                f"{path}: field {key!r} was {_comparable(key, old.get(key))!r} in this sweep folder, now "
-                f"{_comparable(key, new.get(key))!r}; rerun with the same settings or use a new --out folder")
+def sweep_lock(path: Path) -> SettingsLock:
+    """sweep.json's settings lock: the result-defining fields (`SWEEP_RESULT_KEYS`), compared by content."""
+    return SettingsLock(path, keys=SWEEP_RESULT_KEYS, comparable=_comparable, what="sweep folder",
+                        hint="rerun with the same settings or use a new --out folder")
 
 
 def _points(warmths: Sequence[float], references: Sequence[str], dial: Dial) -> list[SweepPoint]:
@@ -360,29 +336,12 @@ def _points(warmths: Sequence[float], references: Sequence[str], dial: Dial) -> 
 
 # -- the meter --------------------------------------------------------------------------------------------------------
 def read_meter(sweep_dir: Path) -> dict[str, dict[str, Any]]:
-    """meter.jsonl rows by label (a torn last line is ignored)."""
-    path = Path(sweep_dir) / METER_JSONL
+    """meter.jsonl rows by label (a torn last line is dropped: its point is metered again)."""
     rows: dict[str, dict[str, Any]] = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict) and isinstance(row.get("label"), str):
-                rows.setdefault(row["label"], row)
+    for row in read_records(Path(sweep_dir) / METER_JSONL):
+        if isinstance(row.get("label"), str):
+            rows.setdefault(row["label"], row)
     return rows
-
-
-def _append_line(path: Path, row: dict[str, Any]) -> None:
-    data = path.read_bytes() if path.is_file() else b""
-    if data and not data.endswith(b"\n"):  # a torn line from a kill: cut it off
-        with path.open("r+b") as fh:
-            fh.truncate(data.rfind(b"\n") + 1)
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def meter_point(target: Target, point: SweepPoint, prompts: Sequence[MeterPrompt], meter: Meter,
@@ -448,11 +407,11 @@ def run_sweep(cfg: SweepConfig, *, progress: bool = True,
     ids = {p.prompt_id for p in grid}
     config = sweep_config_record(cfg, units, vectors, itemsets, contexts)
     sweep_path = out / SWEEP_JSON
-    old = _read_sweep(sweep_path)
+    lock = sweep_lock(sweep_path)
+    old = lock.check(config)
     sessions: list[dict[str, Any]] = []
     warmths, references = list(cfg.warmths), list(cfg.references)
     if old is not None:
-        check_config(sweep_path, old["config"], config)
         sessions = list(old.get("sessions", []))
         warmths = _normalise([*old["config"].get("warmths", []), *warmths])
         references = [*old["config"].get("references", []),
@@ -463,7 +422,7 @@ def run_sweep(cfg: SweepConfig, *, progress: bool = True,
     todo = [p for p in every if p.label in wanted]
 
     def write_sweep() -> None:
-        _write_json(sweep_path, {"config": config, "points": [p.record() for p in every], "sessions": sessions})
+        lock.write({"config": config, "points": [p.record() for p in every], "sessions": sessions})
 
     write_sweep()
 
@@ -532,7 +491,7 @@ def run_sweep(cfg: SweepConfig, *, progress: bool = True,
                 bar.set_postfix_str(f"{point.label} meter")
                 row = meter_point(target, point, mprompts, the_meter(), out / METER_ANSWERS,
                                   max_tokens=cfg.meter_tokens, batch_size=cfg.batch_size)
-                _append_line(out / METER_JSONL, row)
+                append_records(out / METER_JSONL, [row])
                 metered[point.label] = row
                 meter_added += 1
             rate, n = _error_rate(res.summary)
