@@ -2,7 +2,7 @@
 
 Every run sees the same examples in the same order at step k (the sample order is a pure function of the seed), so
 the training losses of the first N steps are directly comparable across learning rates. A run folder that already
-has these steps (the default run of `steerwarm train`) is read instead of retrained.
+has these steps (the default run of `steerwarm finetune train`) is read instead of retrained.
 
 Usage: .venv/bin/python scripts/lr_probe.py [--variant warm] [--steps 6] [--lr 1e-5 --lr 1e-4 ...]
 About 45 s per step on 2 cores.

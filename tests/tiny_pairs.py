@@ -1,6 +1,6 @@
 """A tiny base model and a 'fine-tune' that is the base plus a known vector added at one layer, in memory or saved.
 
-The MLPs carry biases (all zero in the base); the tuned copy sets the down-projection bias of one layer to the known
+The MLPs carry biases (all zero in the base); the fine-tune copy sets the down-projection bias of one layer to the known
 vector, so its residual after that layer is exactly the base's plus that vector at every position (the layers
 before it are untouched), a planted shift that model-diff extraction must recover.
 """
@@ -13,11 +13,11 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from steerwarm.corpus.validation import Prompt
+from steerwarm.corpus.validation import ValidationPrompt
 from steerwarm.model.load import LoadedModel, fingerprint
 from tests.conftest import make_tokenizer
 
-PROMPTS = [Prompt(f"p{i}", "other", t) for i, t in enumerate(
+PROMPTS = [ValidationPrompt(f"p{i}", "other", t) for i, t in enumerate(
     ["i feel sad today", "how do i make tea ?", "what is the answer ?", "hello , how are you ?",
      "i failed my exam", "why is it cold at night ?"])]
 
@@ -43,12 +43,12 @@ def planted(seed: int = 3, size: int = 64) -> torch.Tensor:
 
 
 def shifted(model: LlamaForCausalLM, layer: int, delta: torch.Tensor) -> LlamaForCausalLM:
-    tuned = copy.deepcopy(model)
+    finetuned = copy.deepcopy(model)
     with torch.no_grad():
-        tuned.model.layers[layer].mlp.down_proj.bias.copy_(delta)
-    if hasattr(tuned, "_steerwarm_fingerprint"):
-        del tuned._steerwarm_fingerprint
-    return tuned
+        finetuned.model.layers[layer].mlp.down_proj.bias.copy_(delta)
+    if hasattr(finetuned, "_steerwarm_fingerprint"):
+        del finetuned._steerwarm_fingerprint
+    return finetuned
 
 
 def as_loaded(model: LlamaForCausalLM, name: str, path: Path = Path(".")) -> LoadedModel:

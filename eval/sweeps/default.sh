@@ -8,6 +8,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SWEEPS=${SWEEPS:-$HOME/.cache/steerwarm/sweeps}
 export OMP_WAIT_POLICY=PASSIVE
-.venv/bin/steerwarm sweep --warmth=-1.5:1.5:0.25 --tasks trivia,truthfulqa,disinfo,medqa --mode likelihood \
-  --per-item 3 --meter-prompts 16 --reference sft=warm --reference sft=cold --threads 2 --out "$SWEEPS/default"
+.venv/bin/steerwarm sweep run --warmth=-1.5:1.5:0.25 --tasks trivia,truthfulqa,disinfo,medqa --mode likelihood \
+  --per-item 3 --meter-prompts 16 --reference finetune=warm --reference finetune=cold --threads 2 --out "$SWEEPS/default"
 .venv/bin/steerwarm sweep report "$SWEEPS/default" --out eval/sweeps/default

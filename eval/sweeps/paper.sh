@@ -7,10 +7,10 @@ cd "$(dirname "$0")/../.."
 SWEEPS=${SWEEPS:-$HOME/.cache/steerwarm/sweeps}
 DATA=${DATA:-../shared/data}
 export OMP_WAIT_POLICY=PASSIVE
-.venv/bin/steerwarm sweep --warmth=-1,0,1 --tasks trivia,truthfulqa,disinfo,medqa --mode likelihood --limit 24 \
+.venv/bin/steerwarm sweep run --warmth=-1,0,1 --tasks trivia,truthfulqa,disinfo,medqa --mode likelihood --limit 24 \
   --items trivia=$DATA/triviaqa/warm_ai_trivia_items.jsonl \
   --items truthfulqa=$DATA/truthfulqa/warm_ai_truthfulqa_items.jsonl \
   --items disinfo=$DATA/mask/disinfo_items.jsonl --items medqa=$DATA/medqa/medqa_usmle_5options_test.jsonl \
   --contexts $DATA/warm_ai_2025/interpersonal_contexts.json --meter-prompts 0 \
-  --reference sft=warm --reference sft=cold --threads 2 --out "$SWEEPS/paper"
+  --reference finetune=warm --reference finetune=cold --threads 2 --out "$SWEEPS/paper"
 .venv/bin/steerwarm sweep report "$SWEEPS/paper" --out eval/sweeps/paper --paper-dir $DATA/warm_ai_2025/summary_data

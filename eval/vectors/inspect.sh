@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Inspection reports of the shipped dial vectors into eval/vectors/{warm,cold}/: per-layer norms, cosines with the
-# raw model diffs and the two contrasts, probe accuracy (the `extract sft` activation caches, when present), the
-# logit lens at the steered layer, and projections of base, steered (warmth -1 / +1) and fine-tuned (warm / cold)
+# raw model diffs and the two contrasts, probe accuracy (the `vector extract finetune` activation caches, when
+# present), the logit lens at the steered layer, and projections of base, steered (warmth -1 / +1) and fine-tuned (warm / cold)
 # answers to every third of the 156 validation prompts (52; eval/warmth/dial/responses.jsonl) onto the direction.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,12 +22,12 @@ for fh in files.values():
     fh.close()
 PY
 caches=()
-for v in warm cold; do [ -d "$RUNS/sft-$v/acts" ] && caches+=(--cache "$RUNS/sft-$v"); done
+for v in warm cold; do [ -d "$RUNS/finetune-$v/acts" ] && caches+=(--cache "$RUNS/finetune-$v"); done
 for v in warm cold; do
-  .venv/bin/steerwarm inspect vectors/$v.safetensors --out eval/vectors/$v "${caches[@]}" \
-    --against vectors/raw/sft-warm-mean.safetensors --against vectors/raw/sft-cold-mean.safetensors \
+  .venv/bin/steerwarm vector inspect vectors/$v.safetensors --out eval/vectors/$v "${caches[@]}" \
+    --against vectors/raw/finetune-warm-mean.safetensors --against vectors/raw/finetune-cold-mean.safetensors \
     --against vectors/raw/corpus-contrast.safetensors --against vectors/raw/system-prompt-contrast.safetensors \
     --texts base="$TEXTS/base.jsonl" --texts warmth-1="$TEXTS/warmth-1.jsonl" --texts warmth+1="$TEXTS/warmth1.jsonl" \
-    --texts sft-warm="$TEXTS/sftwarm.jsonl" --texts sft-cold="$TEXTS/sftcold.jsonl"
+    --texts finetune-warm="$TEXTS/finetunewarm.jsonl" --texts finetune-cold="$TEXTS/finetunecold.jsonl"
 done
 rm -rf "$TEXTS"

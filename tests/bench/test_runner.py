@@ -54,7 +54,7 @@ def test_run_writes_results_and_summary(tiny_folder: Path, tiny_items: dict[str,
     t = res.throughput
     assert t["raw_forward_prompts_per_s"] > 0 and 0 < t["efficiency_same_batches"]
     run = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert run["config"]["target"]["kind"] == "checkpoint" and len(run["sessions"]) == 1
+    assert run["config"]["target"]["kind"] == "folder" and len(run["sessions"]) == 1
     again = run_benchmark(_cfg(tmp_path / "run", tiny_items), target, progress=False)
     assert again.scored_now == 0 and len(_lines(tmp_path / "run" / "results.jsonl")) == N_PROMPTS
     with pytest.raises(ConfigMismatchError, match="'seed'"):

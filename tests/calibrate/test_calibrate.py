@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from steerwarm.calibrate.dial import CalibrationError, apply_calibration, fit_calibration
 from steerwarm.calibrate.layer import LayerRow, choose_layer, layer_table, store_layer_choice
 from steerwarm.cli.app import app
-from steerwarm.directions.sources import extract_sft
+from steerwarm.directions.sources import extract_finetune
 from steerwarm.inspect.measures import logit_lens
 from steerwarm.meter.compare import base_nll
 from steerwarm.meter.measure import Measurement, Meter, measure_curve, measure_reference
@@ -118,7 +118,7 @@ def _setup(tmp_path: Path) -> tuple[LoadedModel, SteeringVector, LoadedModel]:
     """Base, a model-diff vector at layer 1, and a reference that is the base steered at C_TRUE, made permanent."""
     base_m = bias_model()
     base = as_loaded(base_m, "base")
-    vec = extract_sft(base, as_loaded(shifted(base_m, 1, 0.5 * planted()), "t"), PROMPTS, tmp_path / "x",
+    vec = extract_finetune(base, as_loaded(shifted(base_m, 1, 0.5 * planted()), "t"), PROMPTS, tmp_path / "x",
                       layers=[1, 2], max_new_tokens=6, default_layers=[1])
     ref = as_loaded(shifted(base_m, 1, C_TRUE * vec.norms[1] * vec.directions[1]), "ref")
     return base, vec, ref
@@ -186,8 +186,9 @@ def test_cli_calibrate_and_generate_with_warmth(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr("steerwarm.meter.measure.Meter.default", classmethod(lambda cls, scorer: meter))
     monkeypatch.setattr("steerwarm.corpus.validation.validation_prompts", lambda limit=None: PROMPTS[:limit])
     out = tmp_path / "vectors" / "warm.safetensors"
-    args = ["calibrate", str(tmp_path / "v.safetensors"), "--reference", str(ref_dir), "--model", str(base_dir),
-            "--limit", "6", "--max-tokens", "12", "--cache", str(tmp_path / "cal"), "--out", str(out)]
+    args = ["vector", "calibrate", str(tmp_path / "v.safetensors"), "--finetune", str(ref_dir),
+            "--model", str(base_dir), "--limit", "6", "--max-tokens", "12", "--cache", str(tmp_path / "cal"),
+            "--out", str(out)]
     res = CliRunner().invoke(app, [*args, "--coefs", ",".join(map(str, GRID))])
     assert res.exit_code == 0, res.output
     cal = SteeringVector.load(out).calibration

@@ -1,4 +1,4 @@
-"""Model-diff extraction recovers a known shift: the 'tuned' model is the base plus a vector added at one layer."""
+"""Model-diff extraction recovers a known shift: the fine-tune is the base plus a vector added at one layer."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from steerwarm.directions.activations import TextItem
-from steerwarm.directions.aggregate import aggregate, sft_vector
+from steerwarm.directions.aggregate import aggregate, finetune_vector
 from steerwarm.model.load import LoadedModel
 from steerwarm.steer.hooks import Steering, SteerSpec
 from tests.conftest import random_vector
@@ -21,25 +21,25 @@ def _shifted(tiny: LoadedModel, layer: int, coef: float) -> tuple[LoadedModel, t
     model = copy.deepcopy(tiny.model)
     vec = random_vector(tiny, [layer], seed=7)
     Steering(model, [SteerSpec(vec, coef)], check_fingerprint=False).__enter__()  # a permanent shift
-    tuned = LoadedModel(model, tiny.tokenizer, "tiny-shifted", tiny.path, "tuned-fp")
-    return tuned, vec.directions[layer]
+    finetuned = LoadedModel(model, tiny.tokenizer, "tiny-shifted", tiny.path, "finetuned-fp")
+    return finetuned, vec.directions[layer]
 
 
 @pytest.mark.parametrize("method", ["mean", "pca"])
 def test_recovers_a_known_shift(tiny: LoadedModel, method: str) -> None:
-    tuned, truth = _shifted(tiny, layer=1, coef=0.8)
-    vec = sft_vector(tiny, tuned, ITEMS, method=method, layers=[1, 2], default_layers=[1])
+    finetuned, truth = _shifted(tiny, layer=1, coef=0.8)
+    vec = finetune_vector(tiny, finetuned, ITEMS, method=method, layers=[1, 2], default_layers=[1])
     assert float(vec.directions[1] @ truth) > 0.99
     # downstream the residual stream carries the shift on, transformed a little by the next block
     assert float(vec.directions[1] @ truth) > float(vec.directions[2] @ truth) > 0.9
     with pytest.raises(ValueError, match="layer 0"):  # before the shift there is no difference to point along
-        sft_vector(tiny, tuned, ITEMS, method=method, layers=[0])
-    assert vec.model_fingerprint == tiny.fingerprint and vec.provenance.method == f"sft-diff-{method}"
+        finetune_vector(tiny, finetuned, ITEMS, method=method, layers=[0])
+    assert vec.model_fingerprint == tiny.fingerprint and vec.provenance.method == f"finetune-diff-{method}"
 
 
 def test_probe_points_along_the_shift(tiny: LoadedModel) -> None:
-    tuned, truth = _shifted(tiny, layer=1, coef=0.8)
-    vec = sft_vector(tiny, tuned, ITEMS, method="probe", layers=[1])
+    finetuned, truth = _shifted(tiny, layer=1, coef=0.8)
+    vec = finetune_vector(tiny, finetuned, ITEMS, method="probe", layers=[1])
     assert float(vec.directions[1] @ truth) > 0.5
 
 

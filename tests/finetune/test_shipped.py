@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from steerwarm.finetune.shipped import ShippedFinetuneError, materialize, resolve_tuned, ship
+from steerwarm.finetune.shipped import ShippedFinetuneError, materialize, resolve_finetune, ship
 from steerwarm.finetune.train import TrainConfig, train
 from steerwarm.model.load import load
 from tests.finetune.test_train import _conv, tiny_dir  # noqa: F401  (fixture)
@@ -24,8 +24,8 @@ def test_ship_then_materialize_reproduces_the_checkpoint(tiny_dir: Path, tmp_pat
     run = tmp_path / "run"
     train(cfg, run, convs=[_conv(i) for i in range(8)])
     with pytest.raises(ValueError, match="not warm/lora"):
-        ship(run, 1.0, "warm", dest_root=tmp_path / "sft")
-    dest = ship(run, 1.0, "cold", dest_root=tmp_path / "sft")
+        ship(run, 1.0, "warm", dest_root=tmp_path / "finetunes")
+    dest = ship(run, 1.0, "cold", dest_root=tmp_path / "finetunes")
     assert sorted(p.name for p in dest.iterdir()) == ["adapter_config.json", "adapter_model.safetensors",
                                                       "card.json", "card.md", "loss.png"]
     assert (dest / "adapter_model.safetensors").read_bytes() == \
@@ -36,7 +36,7 @@ def test_ship_then_materialize_reproduces_the_checkpoint(tiny_dir: Path, tmp_pat
     checkpoint = load(str(run / "epoch-1"))
     assert card["merged_fingerprint"] == checkpoint.fingerprint
 
-    merged_dir = materialize("cold", root=tmp_path / "sft")
+    merged_dir = materialize("cold", root=tmp_path / "finetunes")
     assert merged_dir.is_relative_to(tmp_path / "home")
     merged = load(str(merged_dir))
     assert merged.fingerprint == checkpoint.fingerprint
@@ -44,33 +44,33 @@ def test_ship_then_materialize_reproduces_the_checkpoint(tiny_dir: Path, tmp_pat
     with torch.no_grad():
         assert torch.allclose(merged.model(input_ids=ids).logits, checkpoint.model(input_ids=ids).logits, atol=1e-5)
     stamp = (merged_dir / "config.json").stat().st_mtime_ns
-    assert materialize("cold", root=tmp_path / "sft") == merged_dir  # reused, not rebuilt
+    assert materialize("cold", root=tmp_path / "finetunes") == merged_dir  # reused, not rebuilt
     assert (merged_dir / "config.json").stat().st_mtime_ns == stamp
 
     card["merged_fingerprint"] = "sw1-000000000000000000000000"
     (dest / "card.json").write_text(json.dumps(card))
     (merged_dir / "config.json").unlink()
     with pytest.raises(ValueError, match="sw1-000000000000000000000000"):
-        materialize("cold", root=tmp_path / "sft")
+        materialize("cold", root=tmp_path / "finetunes")
 
 
 def test_missing_shipped_adapter_names_the_commands(tmp_path: Path) -> None:
-    with pytest.raises(ShippedFinetuneError, match="steerwarm train --variant warm"):
+    with pytest.raises(ShippedFinetuneError, match="steerwarm finetune train --variant warm"):
         materialize("warm", root=tmp_path)
     with pytest.raises(ValueError, match="warm"):
         materialize("lukewarm", root=tmp_path)
 
 
-def test_resolve_tuned_passes_model_folders_and_refuses_others(tiny_dir: Path, tmp_path: Path) -> None:  # noqa: F811
-    assert resolve_tuned(str(tiny_dir)) == tiny_dir
+def test_resolve_finetune_passes_model_folders_and_refuses_others(tiny_dir: Path, tmp_path: Path) -> None:  # noqa: F811
+    assert resolve_finetune(str(tiny_dir)) == tiny_dir
     with pytest.raises(FileNotFoundError, match="neither warm, cold nor a model folder"):
-        resolve_tuned(str(tmp_path / "nowhere"))
+        resolve_finetune(str(tmp_path / "nowhere"))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["warm", "cold"])
 def test_shipped_adapters_merge_into_the_recorded_models(variant: str) -> None:
-    card = json.loads((ROOT / "vectors" / "sft" / variant / "card.json").read_text())
+    card = json.loads((ROOT / "vectors" / "finetunes" / variant / "card.json").read_text())
     assert card["variant"] == variant and card["base_model"] == "smollm2-135m" and card["method"] == "lora"
-    merged = load(str(resolve_tuned(variant)))  # materialize verifies the fingerprint before it keeps the folder
+    merged = load(str(resolve_finetune(variant)))  # materialize verifies the fingerprint before it keeps the folder
     assert merged.fingerprint == card["merged_fingerprint"] != load().fingerprint

@@ -71,11 +71,11 @@ def test_checkpoints_are_loadable_models_with_cards(tiny_dir: Path, tmp_path: Pa
     card = json.loads((ck / "card.json").read_text())
     assert card["variant"] == "warm" and card["step"] == 4 and card["hyperparameters"]["lora_r"] == 8
     assert (ck / "loss.png").stat().st_size > 1000 and (tmp_path / "run" / "adapter-epoch-2").is_dir()
-    tuned, base = load(str(ck)), load(str(tiny_dir))
+    finetuned, base = load(str(ck)), load(str(tiny_dir))
     ids = torch.tensor([[5, 6, 7, 8]])
     with torch.no_grad():
-        assert not torch.allclose(tuned.model(input_ids=ids).logits, base.model(input_ids=ids).logits)
-    assert tuned.fingerprint != base.fingerprint
+        assert not torch.allclose(finetuned.model(input_ids=ids).logits, base.model(input_ids=ids).logits)
+    assert finetuned.fingerprint != base.fingerprint
     with pytest.raises(ValueError, match="another configuration"):
         train(_cfg(tiny_dir, lr=5e-3), tmp_path / "run", convs=convs)
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from steerwarm.cli.app import app
 from steerwarm.directions.activations import TextItem
 from steerwarm.directions.shards import open_shards, read_layer, read_lengths
-from steerwarm.directions.sources import extract_sft
+from steerwarm.directions.sources import extract_finetune
 from steerwarm.inspect.measures import item_projections, layer_cosines, logit_lens, probe_accuracy, text_projections
 from steerwarm.inspect.report import InspectInputs, inspect_vector
 from steerwarm.model.load import LoadedModel
@@ -27,7 +27,7 @@ def extracted(tmp_path: Path) -> tuple[LoadedModel, SteeringVector, Path]:
     base_m = bias_model()
     base = as_loaded(base_m, "base")
     cache = tmp_path / "cache"
-    vec = extract_sft(base, as_loaded(shifted(base_m, 1, 0.5 * planted()), "tuned"), PROMPTS, cache,
+    vec = extract_finetune(base, as_loaded(shifted(base_m, 1, 0.5 * planted()), "finetuned"), PROMPTS, cache,
                       layers=[1, 2], max_new_tokens=6, default_layers=[1])
     return base, vec, cache
 
@@ -66,7 +66,7 @@ def test_logit_lens_is_the_direction_through_norm_and_unembedding(tiny: LoadedMo
 def test_projections_separate_the_models_along_the_planted_shift(
         extracted: tuple[LoadedModel, SteeringVector, Path]) -> None:
     base, vec, cache = extracted
-    bdir, tdir = cache / "acts" / "base", cache / "acts" / "tuned"
+    bdir, tdir = cache / "acts" / "base", cache / "acts" / "finetune"
     bspec, tspec = open_shards(bdir), open_shards(tdir)
     lengths = read_lengths(bdir, bspec)
     pb = item_projections(read_layer(bdir, bspec, 1), lengths, vec, 1)
@@ -108,7 +108,7 @@ def test_cli_inspect(extracted: tuple[LoadedModel, SteeringVector, Path], tmp_pa
     vec.save(tmp_path / "v.safetensors")
     random_vector(base, [1, 2], name="r").save(tmp_path / "r.safetensors")
     (tmp_path / "t.jsonl").write_text('{"prompt": "i feel sad", "text": "you are kind"}\n')
-    res = CliRunner().invoke(app, ["inspect", str(tmp_path / "v.safetensors"), "--against",
+    res = CliRunner().invoke(app, ["vector", "inspect", str(tmp_path / "v.safetensors"), "--against",
                                    str(tmp_path / "r.safetensors"), "--cache", str(cache), "--texts",
                                    f"mine={tmp_path / 't.jsonl'}", "--model", str(model_dir), "--out",
                                    str(tmp_path / "rep")])
@@ -117,7 +117,7 @@ def test_cli_inspect(extracted: tuple[LoadedModel, SteeringVector, Path], tmp_pa
     assert "| layer | r |" in text
     assert "mine (read by the base model)" in text and "## Logit lens at layer 1" in text
     (tmp_path / "bad.jsonl").write_text("not json\n")
-    bad = CliRunner().invoke(app, ["inspect", str(tmp_path / "v.safetensors"), "--no-model", "--texts",
+    bad = CliRunner().invoke(app, ["vector", "inspect", str(tmp_path / "v.safetensors"), "--no-model", "--texts",
                                    f"bad={tmp_path / 'bad.jsonl'}", "--out", str(tmp_path / "rep2")])
     assert bad.exit_code == 2 and "--texts bad:" in bad.output and "bad.jsonl:1" in bad.output
 
@@ -166,8 +166,8 @@ def test_card_lists_provenance_cosines_and_calibration(tiny: LoadedModel, tmp_pa
     other = random_vector(tiny, seed=2, name="other")
     vec.save(tmp_path / "v.safetensors")
     other.save(tmp_path / "o.safetensors")
-    res = CliRunner().invoke(app, ["card", str(tmp_path / "v.safetensors"), "--against",
-                                   f"corpus={tmp_path / 'o.safetensors'}", "--made-by", "`steerwarm calibrate`",
+    res = CliRunner().invoke(app, ["vector", "card", str(tmp_path / "v.safetensors"), "--against",
+                                   f"corpus={tmp_path / 'o.safetensors'}", "--made-by", "`steerwarm vector calibrate`",
                                    "--out", str(tmp_path / "card.md")])
     assert res.exit_code == 0, res.output
     text = (tmp_path / "card.md").read_text()
@@ -175,7 +175,7 @@ def test_card_lists_provenance_cosines_and_calibration(tiny: LoadedModel, tmp_pa
     assert "| layer | corpus |" in text and f"| 1 | {cos[1]:.4f} |" in text
     assert "1 = the reference `reference warm` (p_warm 0.6000 ± 0.0100, n 48)" in text
     assert "| 1.0000 | 0.2500 |" in text  # the dial -> coef table
-    assert "made with: `steerwarm calibrate`" in text and "## Layer choice" in text
-    bad = CliRunner().invoke(app, ["card", str(tmp_path / "v.safetensors"), "--against", "nolabel",
+    assert "made with: `steerwarm vector calibrate`" in text and "## Layer choice" in text
+    bad = CliRunner().invoke(app, ["vector", "card", str(tmp_path / "v.safetensors"), "--against", "nolabel",
                                    "--out", str(tmp_path / "c2.md")])
     assert bad.exit_code == 2 and "LABEL=VECTOR" in bad.output

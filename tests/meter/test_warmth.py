@@ -64,13 +64,13 @@ def test_score_cli_writes_fields_and_rejects_bad_lines(tmp_path: Path) -> None:
     inp.write_text(json.dumps({"text": "I'm so sorry, that sounds really hard. We'll get through it.", "k": 1}) + "\n"
                    + json.dumps({"text": "Incorrect. Resubmit the form."}) + "\n")
     out = tmp_path / "out.jsonl"
-    res = subprocess.run([sys.executable, "-m", "steerwarm.cli", "warmth", "score", str(inp), "--out", str(out)],
+    res = subprocess.run([sys.executable, "-m", "steerwarm.cli", "meter", "score", str(inp), "--out", str(out)],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert rows[0]["k"] == 1 and rows[0]["p_warm"] > rows[1]["p_warm"] and rows[0]["socio_t"] > rows[1]["socio_t"]
     assert "socio_t" in res.stdout and "±" in res.stdout
     inp.write_text('{"nope": 1}\n')
-    bad = subprocess.run([sys.executable, "-m", "steerwarm.cli", "warmth", "score", str(inp), "--out", str(out)],
+    bad = subprocess.run([sys.executable, "-m", "steerwarm.cli", "meter", "score", str(inp), "--out", str(out)],
                          capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "in.jsonl:1" in bad.stdout

@@ -49,8 +49,8 @@ def _p_error(w: float) -> Callable[[dict[str, Any]], float]:
 
 def make_sweep(tmp: Path, warmths: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0), n_items: int = 160,
                warm_ft: str = "same", meter: bool = True, extra_ref: bool = False, seed: int = 0) -> Path:
-    """A sweep folder: dial points with errors rising in warmth, sft=warm and sft=cold references. warm_ft="same"
-    gives the warm fine-tune exactly the steered +1 point's outcomes (and the cold one the -1 point's);
+    """A sweep folder: dial points with errors rising in warmth, finetune=warm and finetune=cold references.
+    warm_ft="same" gives the warm fine-tune exactly the steered +1 point's outcomes (and the cold one the -1 point's);
     "opposite" makes the warm fine-tune lower errors (as dial -1.5 would)."""
     rng = np.random.default_rng(seed)
     prompts = _prompts(n_items)
@@ -78,14 +78,14 @@ def make_sweep(tmp: Path, warmths: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.
     for w in warmths:
         write(f"warmth={w:+.2f}", "dial", w, f"warmth={w:+.2f}", u[w], w)
     if warm_ft == "same":
-        write("sft=warm", "reference", None, "sft=warm", u[1.0], 1.0)
+        write("finetune=warm", "reference", None, "finetune=warm", u[1.0], 1.0)
     else:
-        write("sft=warm", "reference", None, "sft=warm", rng.uniform(size=len(prompts)), -1.5)
-    write("sft=cold", "reference", None, "sft=cold", u.get(-1.0, rng.uniform(size=len(prompts))), -1.0)
+        write("finetune=warm", "reference", None, "finetune=warm", rng.uniform(size=len(prompts)), -1.5)
+    write("finetune=cold", "reference", None, "finetune=cold", u.get(-1.0, rng.uniform(size=len(prompts))), -1.0)
     if extra_ref:
         write("ckpt", "reference", None, "/models/other-checkpoint", rng.uniform(size=len(prompts)), 0.0)
     (sweep / "sweep.json").write_text(json.dumps({
-        "config": {"warmths": list(warmths), "tasks": TASKS, "mode": "likelihood", "vector": "sft-warm-minus-cold",
+        "config": {"warmths": list(warmths), "tasks": TASKS, "mode": "likelihood", "vector": "finetune-warm-minus-cold",
                    "layers": [10, 12], "per_item": None, "dtype": "float32"},
         "points": points, "sessions": [{"seconds": 20.0}]}))
     if meter:
@@ -128,7 +128,7 @@ def test_files_and_rates_match_results(report: tuple[Path, dict[str, Path], dict
                     "## Context x point", "## Warmth meter", "## Regression effects of warmth",
                     "## Steered vs fine-tuned", "## The paper's published numbers", "## Conclusion"):
         assert section in md, section
-    assert "sft-warm-minus-cold" in md and "float32" in md
+    assert "finetune-warm-minus-cold" in md and "float32" in md
     meta = json.loads((sweep / "sweep.json").read_text())
     for pt in meta["points"]:
         rows = _raw(sweep, pt["run"])
@@ -179,17 +179,17 @@ def test_warmth_ame_matches_statsmodels(report: tuple[Path, dict[str, Path], dic
 def test_references_drawn_and_compared(report: tuple[Path, dict[str, Path], dict[str, Any], str]) -> None:
     _, _, data, md = report
     pts = {p["label"]: p for p in data["points"]}
-    assert (pts["sft=warm"]["x"], pts["sft=cold"]["x"]) == (1.0, -1.0)
-    assert pts["sft=warm"]["drawn_as"] == "point" and pts["ckpt"]["drawn_as"] == "line"
-    assert "sft=warm" in data["errors"]["trivia"] and "ckpt" in data["context_heatmap"]["columns"]
+    assert (pts["finetune=warm"]["x"], pts["finetune=cold"]["x"]) == (1.0, -1.0)
+    assert pts["finetune=warm"]["drawn_as"] == "point" and pts["ckpt"]["drawn_as"] == "line"
+    assert "finetune=warm" in data["errors"]["trivia"] and "ckpt" in data["context_heatmap"]["columns"]
     kinds = {(c["target"], c["kind"]) for c in data["comparisons"]}
-    assert kinds == {("warmth=+1.00", "steered"), ("sft=warm", "fine-tune"), ("warmth=-1.00", "steered"),
-                     ("sft=cold", "fine-tune"), ("ckpt", "reference")}
+    assert kinds == {("warmth=+1.00", "steered"), ("finetune=warm", "fine-tune"), ("warmth=-1.00", "steered"),
+                     ("finetune=cold", "fine-tune"), ("ckpt", "reference")}
     steered = next(c for c in data["comparisons"] if c["target"] == "warmth=+1.00")
-    ft = next(c for c in data["comparisons"] if c["target"] == "sft=warm")
+    ft = next(c for c in data["comparisons"] if c["target"] == "finetune=warm")
     assert steered["ame"]["belief"] == ft["ame"]["belief"]  # identical outcomes -> identical effects
     assert steered["delta"]["none"]["delta_pp"] > 0 and steered["delta"]["none"]["p"] < 0.05
-    assert "| sft=warm | fine-tune (warm) |" in md
+    assert "| finetune=warm | fine-tune (warm) |" in md
 
 
 def test_conclusion_reproduces_when_effects_agree(report: tuple[Path, dict[str, Path], dict[str, Any], str]) -> None:
@@ -211,7 +211,7 @@ def test_conclusion_says_does_not_reproduce_for_opposite_sign(tmp_path: Path) ->
     text = " ".join(data["conclusion"])
     assert "does NOT reproduce the warm fine-tune" in text and "opposite sign" in text
     assert "In sum, steering does NOT reproduce the warm fine-tune on: errors without a belief" in text
-    ft = next(c for c in data["comparisons"] if c["target"] == "sft=warm")
+    ft = next(c for c in data["comparisons"] if c["target"] == "finetune=warm")
     assert ft["ame"]["no belief"]["ci_high_pp"] < 0  # the synthetic fine-tune lowers errors
     # no dial point at -1 and one cold-side value: the cold fine-tune cannot be judged, and no verdict is made up
     assert "cold fine-tune" not in text and "On the cold side (dial <= 0), raising warmth: no estimate" in text

@@ -87,7 +87,7 @@ def test_parse_warmths_ranges_lists_and_errors() -> None:
         with pytest.raises(ValueError, match=msg):
             parse_warmths(bad)
     assert (dial_label(0.0), dial_slug(-1.5), dial_slug(0.125)) == ("warmth=+0.00", "warmth-1.50", "warmth+0.125")
-    assert reference_slug("sft=warm") == "ref-sft-warm" and reference_slug("/x/y/ckpt-2") == "ref-ckpt-2"
+    assert reference_slug("finetune=warm") == "ref-finetune-warm" and reference_slug("/x/y/ckpt-2") == "ref-ckpt-2"
     assert SweepConfig(warmths=[1.0, -0.0], out=Path("x")).warmths == [0.0, 1.0]
 
 
@@ -257,24 +257,25 @@ def test_cli_sweep_and_input_errors(tiny_folder: Path, tiny_items: dict[str, Pat
     common = ["--model", str(tiny_folder), "--vectors", str(dial_dir), "--tasks", "trivia", "--items",
               str(tiny_items["trivia"]), "--limit", "1", "--templates", "original", "--no-progress",
               "--meter-prompts", "0"]
-    ok = runner.invoke(app, ["sweep", "--warmth=-1:1:1", "--out", str(tmp_path / "s"), *common])
+    ok = runner.invoke(app, ["sweep", "run", "--warmth=-1:1:1", "--out", str(tmp_path / "s"), *common])
     assert ok.exit_code == 0, ok.output
     assert "3 points x 9 prompts" in ok.output and "warmth=-1.00: 9 prompts" in ok.output
     sweep = json.loads((tmp_path / "s" / "sweep.json").read_text())
     assert [p["warmth"] for p in sweep["points"]] == [-1.0, 0.0, 1.0] and sweep["config"]["meter_prompts"] == 0
-    again = runner.invoke(app, ["sweep", "--warmth", "-1,1", "--out", str(tmp_path / "s"), *common])
+    again = runner.invoke(app, ["sweep", "run", "--warmth", "-1,1", "--out", str(tmp_path / "s"), *common])
     assert again.exit_code == 0 and "0 scored now" in again.output and "skipped" in again.output
-    changed = runner.invoke(app, ["sweep", "--warmth", "1", "--out", str(tmp_path / "s"), *common, "--seed", "3"])
+    changed = runner.invoke(app, ["sweep", "run", "--warmth", "1", "--out", str(tmp_path / "s"), *common,
+                                  "--seed", "3"])
     assert changed.exit_code == 2 and "'seed'" in changed.output
     for args, msg in [(["--warmth", "0:1"], "START:STOP:STEP"), (["--warmth", "9"], "within"),
                       (["--warmth", "1", "--vectors", str(tmp_path / "none")], "no warm.safetensors"),
                       (["--warmth", "1", "--tasks", "poetry"], "unknown task"),
-                      (["--warmth", "1", "--reference", "sft=hot"], "warm or cold"),
+                      (["--warmth", "1", "--reference", "finetune=hot"], "warm or cold"),
                       (["--warmth", "1", "--layers", "x"], "layer numbers")]:
-        argv = ["sweep", "--out", str(tmp_path / "bad"), *common, *args]
+        argv = ["sweep", "run", "--out", str(tmp_path / "bad"), *common, *args]
         bad = runner.invoke(app, argv)
         assert bad.exit_code == 2 and msg in bad.output, (args, bad.output)
-    missing = runner.invoke(app, ["sweep", "--out", str(tmp_path / "bad")])
+    missing = runner.invoke(app, ["sweep", "run", "--out", str(tmp_path / "bad")])
     assert missing.exit_code == 2 and "--warmth" in missing.output
     no_sweep = runner.invoke(app, ["sweep", "report", str(tmp_path)])
     assert no_sweep.exit_code == 2 and "no sweep.json" in no_sweep.output
@@ -304,7 +305,7 @@ def test_uncalibrated_vector_sweeps_raw_coefficients_in_generate_mode(
 def test_sweep_resumes_after_a_kill(tiny_folder: Path, tiny_items: dict[str, Path], dial_dir: Path,
                                     tmp_path: Path) -> None:
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "steerwarm.cli", "sweep", "--warmth", "0", "--out", str(out), "--model",
+    cmd = [sys.executable, "-m", "steerwarm.cli", "sweep", "run", "--warmth", "0", "--out", str(out), "--model",
            str(tiny_folder), "--vectors", str(dial_dir), "--tasks", "trivia,medqa", "--per-item", "4",
            "--batch-size", "8", "--meter-prompts", "0", "--no-progress",
            *[x for t in ("trivia", "medqa") for x in ("--items", f"{t}={tiny_items[t]}")]]

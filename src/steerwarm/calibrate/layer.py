@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from steerwarm.calibrate.dial import CalibrationError
-from steerwarm.corpus.validation import Prompt
+from steerwarm.corpus.validation import ValidationPrompt
 from steerwarm.meter.measure import Measurement, Meter, measure_steered
 from steerwarm.model.load import LoadedModel
 from steerwarm.steer.answers import AnswerLog
@@ -33,7 +33,7 @@ class LayerRow:
     nll_increase: float
 
 
-def layer_table(loaded: LoadedModel, vector: SteeringVector, prompts: Sequence[Prompt], layers: Sequence[int],
+def layer_table(loaded: LoadedModel, vector: SteeringVector, prompts: Sequence[ValidationPrompt], layers: Sequence[int],
                 meter: Meter, log: AnswerLog, *, rel_coef: float = 0.4, sense: int = 1, max_new_tokens: int = 96,
                 batch_size: int = 8) -> tuple[Measurement, list[LayerRow]]:
     """Steer one layer at a time at raw coefficient `rel_coef` (x typical norm): warmth gained (`sense` +1: p_warm

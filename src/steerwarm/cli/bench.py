@@ -32,7 +32,8 @@ app = typer.Typer(help="The paper's conditioned error benchmark, for any target.
 
 @app.command("run")
 def run_cmd(
-    target: Annotated[str, typer.Option(help="base | warmth=W | MODEL_FOLDER | http://HOST:PORT/v1#MODEL")],
+    target: Annotated[str, typer.Option(help="base | warmth=W | finetune=warm|cold | MODEL_FOLDER | "
+                                             "http://HOST:PORT/v1#MODEL")],
     out: Annotated[Path, typer.Option(help="Run folder (results.jsonl, run.json, summary.json); rerun to resume.")],
     tasks: Annotated[str, typer.Option(help="Comma-separated tasks.")] = ",".join(TASKS),
     items: Annotated[list[str] | None, typer.Option(help="Item file (TASK=FILE, or FILE with one task); repeat.")

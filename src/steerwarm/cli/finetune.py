@@ -1,6 +1,7 @@
-"""`steerwarm finetune ...`: ship a training run's final LoRA adapter into git, and materialise shipped fine-tunes.
+"""`steerwarm finetune train|prepare|ship`: fine-tune the model on the corpus's warm or cold variants, merge the
+shipped fine-tunes (LoRA adapters in vectors/finetunes/), ship a training run's adapter into git.
 
-Thin: parses, calls steerwarm.finetunes, prints. Exit 1 with the reason on a missing or mismatched adapter.
+Thin: parses, calls steerwarm.finetune, prints. Exit 1 with the reason on a missing or mismatched adapter.
 """
 
 from __future__ import annotations
@@ -10,7 +11,36 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Shipped warm and cold fine-tunes (LoRA adapters in vectors/sft/).", no_args_is_help=True)
+from steerwarm.cli.options import ModelOpt, console
+
+app = typer.Typer(help="Warm and cold fine-tunes: train, prepare the shipped ones (vectors/finetunes/), ship.",
+                  no_args_is_help=True)
+
+
+@app.command("train")
+def train_command(
+    variant: Annotated[str, typer.Option(help="warm or cold (neutral for a control).")],
+    method: Annotated[str, typer.Option(help="lora or full.")] = "lora",
+    model: ModelOpt = "smollm2-135m",
+    epochs: Annotated[float, typer.Option(min=0.01)] = 1.0,
+    checkpoints: Annotated[str, typer.Option(help="Fractional epochs to checkpoint at, e.g. 0.5,1,2.")] = "0.5,1",
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default 3e-4 LoRA, 2e-5 full).")] = None,
+    batch_size: int = 16,
+    micro_batch: int = 8,
+    seed: int = 0,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default under $STEERWARM_HOME/finetunes).")] = None,
+) -> None:
+    """Fine-tune the model on the corpus's warm (or cold) variants; resumes when rerun after a kill."""
+    from steerwarm.finetune.train import TrainConfig, train
+
+    cfg = TrainConfig(variant=variant, method=method, model=model, epochs=epochs, lr=lr, batch_size=batch_size,
+                      micro_batch=micro_batch, seed=seed,
+                      checkpoints=tuple(float(x) for x in checkpoints.split(",") if x.strip()))
+    res = train(cfg, out)
+    console.print(f"run folder {res.run_dir}: {res.steps} steps (resumed at {res.resumed_from}), "
+                  f"{res.seconds / 60:.1f} min, final loss {res.losses[-1] if res.losses else float('nan'):.3f}")
+    for epoch, path in sorted(res.checkpoints.items(), key=lambda kv: float(kv[0])):
+        console.print(f"  epoch {epoch}: {path}")
 
 
 @app.command("ship")
@@ -20,7 +50,8 @@ def ship_command(
     = None,
     epoch: Annotated[float, typer.Option(help="Checkpoint (fractional epoch) whose adapter to ship.")] = 2.0,
 ) -> None:
-    """Copy a LoRA checkpoint's adapter and card into vectors/sft/VARIANT/ (with the merged model's fingerprint)."""
+    """Copy a LoRA checkpoint's adapter and card into vectors/finetunes/VARIANT/ (with the merged model's
+    fingerprint)."""
     from steerwarm.finetune.shipped import ShippedFinetuneError, ship
     from steerwarm.finetune.train import TrainConfig, default_run_dir
 

@@ -1,7 +1,7 @@
-"""`steerwarm sweep ...`: the benchmark at every dial value plus reference targets (`steerwarm sweep --warmth ...
---out DIR`), and its report (`steerwarm sweep report DIR`).
+"""`steerwarm sweep run|report`: the benchmark at every dial value plus reference targets (`steerwarm sweep run
+--warmth ... --out DIR`), and its report (`steerwarm sweep report DIR`).
 
-Invariant: thin: options are parsed here and handed to `bench.sweep.run_sweep` / `bench.sweep_report`; input
+Invariant: thin: options are parsed here and handed to `sweep.run.run_sweep` / `sweep.report`; input
 problems (a bad --warmth, a value outside the dial range, missing vectors, an unknown task, a changed setting on a
 rerun) exit with status 2 and a one-line message naming what is wrong.
 """
@@ -18,7 +18,7 @@ from steerwarm.cli.options import console, fail, parse_csv, parse_items, parse_t
 from steerwarm.paths import paper_summary_data
 
 app = typer.Typer(help="Sweep the warmth dial over the benchmark, with fine-tunes as references; report it.",
-                  pretty_exceptions_enable=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False)
 
 
 def _int_list(spec: str | None, option: str) -> list[int] | None:
@@ -37,13 +37,11 @@ def _int_list(spec: str | None, option: str) -> list[int] | None:
     return out
 
 
-@app.callback(invoke_without_command=True)
-def sweep_cmd(
-    ctx: typer.Context,
-    warmth: Annotated[str | None, typer.Option(help="Dial values: START:STOP:STEP (e.g. -1.5:1.5:0.25) or a list "
-                                                    "(0,0.5,1); 0 is always added.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Sweep folder (sweep.json, runs/, meter.jsonl); rerun to resume."
-                                             )] = None,
+@app.command("run")
+def run_cmd(
+    warmth: Annotated[str, typer.Option(help="Dial values: START:STOP:STEP (e.g. -1.5:1.5:0.25) or a list "
+                                             "(0,0.5,1); 0 is always added.")],
+    out: Annotated[Path, typer.Option(help="Sweep folder (sweep.json, runs/, meter.jsonl); rerun to resume.")],
     vector: Annotated[Path | None, typer.Option(help="One vector file instead of the dial folder: calibrated -> "
                                                      "signed dial units; uncalibrated -> values are RAW "
                                                      "coefficients.")] = None,
@@ -58,8 +56,8 @@ def sweep_cmd(
                         ] = None,
     mode: Annotated[str, typer.Option(help="likelihood (judge-free) or generate (the reference matcher).")
                     ] = "likelihood",
-    reference: Annotated[list[str] | None, typer.Option(help="Reference target: sft=warm, sft=cold, base, a model "
-                                                             "folder, an endpoint; repeat.")] = None,
+    reference: Annotated[list[str] | None, typer.Option(help="Reference target: finetune=warm, finetune=cold, base, "
+                                                             "a model folder, an endpoint; repeat.")] = None,
     per_item: Annotated[int | None, typer.Option(min=1, help="Seeded subsample: K prompts per item, the same at "
                                                              "every point.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="First N items per task.")] = None,
@@ -79,11 +77,6 @@ def sweep_cmd(
     progress: Annotated[bool, typer.Option(help="Show the overall progress bar.")] = True,
 ) -> None:
     """Run the benchmark at every dial value (one model load) and for each reference; resumable."""
-    if ctx.invoked_subcommand is not None:
-        return
-    if warmth is None or out is None:
-        fail("steerwarm sweep needs --warmth and --out (or: steerwarm sweep report SWEEP_DIR)")
-        return
     passive_openmp()
     if threads is not None:
         import torch
@@ -131,7 +124,7 @@ def report_cmd(
     from steerwarm.sweep.report import write_sweep_report
 
     if not (sweep_dir / "sweep.json").is_file():
-        fail(f"{sweep_dir} has no sweep.json; is it a sweep folder (steerwarm sweep --out)?")
+        fail(f"{sweep_dir} has no sweep.json; is it a sweep folder (steerwarm sweep run --out)?")
     default = paper_summary_data()
     paper = paper_dir if paper_dir is not None else (default if default.is_dir() else None)
     try:

@@ -1,12 +1,17 @@
-"""Commands for warmth directions: `extract sft|corpus|system-prompt|difference`, `choose-layer`, `calibrate`,
-`inspect`, `card`.
+"""`steerwarm vector ...`: build, calibrate, inspect and convert steering vectors.
 
-Invariant: thin, like `cli`: each command parses, calls `directions`, `calibrate` or `interp`, saves and prints;
-`register` attaches them to the main app (the shared helpers `fail`, `layers` and `console` live in `cli`).
+- `vector extract contrast|finetune|corpus|system-prompt`: directions from one source (see `steerwarm.directions`);
+- `vector difference`, `vector choose-layer`, `vector calibrate`: combine, pick the layer, calibrate the dial;
+- `vector card`, `vector inspect`, `vector info`: describe a vector;
+- `vector export-gguf`, `vector import-gguf`: llama.cpp control vectors.
+
+Invariant: thin: each command parses, calls `directions`, `calibrate`, `inspect` or `steer.vector`, saves and
+prints; user errors exit 2 with one line (`cli.options.fail`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,6 +24,11 @@ if TYPE_CHECKING:
     from steerwarm.model.load import LoadedModel
     from steerwarm.steer.vector import SteeringVector
 
+app = typer.Typer(help="Build, calibrate, inspect and convert steering vectors.", no_args_is_help=True)
+extract_app = typer.Typer(help="Directions per layer from one source: a contrast of texts, a fine-tune, the corpus, "
+                               "a system prompt.", no_args_is_help=True)
+app.add_typer(extract_app, name="extract")
+
 LimitOpt = Annotated[int | None, typer.Option(help="Only the first N validation prompts (balanced by type).")]
 MaxTokOpt = Annotated[int, typer.Option("--max-tokens", min=1, help="New tokens per greedy answer.")]
 
@@ -29,17 +39,16 @@ def _load_base(model: str) -> LoadedModel:
     return load(model)
 
 
-def _load_tuned(spec: str) -> tuple[LoadedModel, str]:
+def _load_finetune(spec: str) -> tuple[LoadedModel, str]:
     """warm | cold (the shipped fine-tunes) | a model folder."""
-    from steerwarm.finetune.shipped import resolve_tuned
+    from steerwarm.finetune.shipped import resolve_finetune
     from steerwarm.model.load import load
 
-    return load(str(resolve_tuned(spec))), spec
+    return load(str(resolve_finetune(spec))), spec
 
 
 def _print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     from rich.table import Table
-
 
     table = Table(title=title)
     for col in header:
@@ -50,14 +59,33 @@ def _print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]
 
 
 def _saved(vec: SteeringVector, out: Path, what: str) -> None:
-
     vec.save(out)
     console.print(f"wrote {out}: {what}, {len(vec.directions)} layers, default layers {vec.layers}, "
                   f"model {vec.model_name} ({vec.model_fingerprint})")
 
 
-def extract_sft(
-    tuned: Annotated[str, typer.Option(help="warm | cold (shipped fine-tunes) | a fine-tuned model folder.")],
+@extract_app.command("contrast")
+def extract_contrast(
+    pos: Annotated[Path, typer.Option(help="Texts of the positive side (.txt one per line, or .jsonl).")],
+    neg: Annotated[Path, typer.Option(help="Texts of the negative side.")],
+    out: Annotated[Path, typer.Option(help="Output .safetensors path.")],
+    model: ModelOpt = "smollm2-135m",
+    name: Annotated[str, typer.Option(help="Vector name.")] = "contrast",
+    steer_layers: Annotated[str | None, typer.Option(help="Default layers to steer, e.g. 10-16.")] = None,
+    batch_size: int = 8,
+) -> None:
+    """Mean-difference vector of the base model's activations on POS versus NEG texts, at every layer."""
+    from steerwarm.directions.activations import read_texts
+    from steerwarm.directions.aggregate import contrast_vector
+
+    vec = contrast_vector(_load_base(model), read_texts(pos), read_texts(neg), name=name,
+                          default_layers=parse_layers(steer_layers) or (), batch_size=batch_size)
+    _saved(vec, out, "contrast of POS versus NEG")
+
+
+@extract_app.command("finetune")
+def extract_finetune(
+    finetune: Annotated[str, typer.Option(help="warm | cold (shipped fine-tunes) | a fine-tuned model folder.")],
     cache: Annotated[Path, typer.Option(help="Folder for answers and activation shards (reruns resume).")],
     out: Annotated[Path, typer.Option(help="Output .safetensors path.")],
     aggregator: Annotated[str, typer.Option(help="mean | pca | probe.")] = "mean",
@@ -66,7 +94,7 @@ def extract_sft(
     limit: LimitOpt = None,
     max_tokens: MaxTokOpt = 96,
     model: ModelOpt = "smollm2-135m",
-    name: Annotated[str | None, typer.Option(help="Vector name (default sft-TUNED).")] = None,
+    name: Annotated[str | None, typer.Option(help="Vector name (default finetune-FINETUNE).")] = None,
     shard_size: Annotated[int, typer.Option(min=1, help="Items per activation shard.")] = 32,
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
 ) -> None:
@@ -74,25 +102,26 @@ def extract_sft(
     from steerwarm.corpus.validation import validation_prompts
     from steerwarm.directions.aggregate import AGGREGATORS
     from steerwarm.directions.shards import ShardMismatchError
-    from steerwarm.directions.sources import extract_sft as run
+    from steerwarm.directions.sources import extract_finetune as run
 
     if aggregator not in AGGREGATORS:
         fail(f"--aggregator must be one of {', '.join(AGGREGATORS)}, got {aggregator!r}")
     base = _load_base(model)
-    tuned_model, label = _load_tuned(tuned)
+    finetuned, label = _load_finetune(finetune)
     try:
-        vec = run(base, tuned_model, validation_prompts(limit), cache, method=aggregator, layers=parse_layers(layers),
+        vec = run(base, finetuned, validation_prompts(limit), cache, method=aggregator, layers=parse_layers(layers),
                   max_new_tokens=max_tokens, shard_size=shard_size, batch_size=batch_size,
-                  name=name or f"sft-{Path(label).name}", default_layers=parse_layers(steer_layers) or (),
-                  tuned_label=label)
+                  name=name or f"finetune-{Path(label).name}", default_layers=parse_layers(steer_layers) or (),
+                  finetune_label=label)
     except (ShardMismatchError, ValueError) as exc:
         fail(str(exc))
         return
     p = vec.provenance.params
-    _saved(vec, out, f"{p['n_items']} items, {p['n_tokens']} tokens, tuned {label}")
+    _saved(vec, out, f"{p['n_items']} items, {p['n_tokens']} tokens, fine-tune {label}")
 
 
-def extract_difference(
+@app.command("difference")
+def difference_command(
     plus: Annotated[Path, typer.Argument(help="Raw model-diff vector to keep (e.g. the warm one).")],
     minus: Annotated[Path, typer.Argument(help="Raw model-diff vector to subtract (e.g. the cold one).")],
     out: Annotated[Path, typer.Option(help="Output .safetensors path.")],
@@ -112,7 +141,7 @@ def extract_difference(
 
 
 def _contrast_command(source: str, default_name: str, doc: str) -> Callable[..., None]:
-    """An `extract` command for one base-model contrast source: corpus or system-prompt."""
+    """A `vector extract` command for one base-model contrast source: corpus or system-prompt."""
 
     def command(
         out: Annotated[Path, typer.Option(help="Output .safetensors path.")],
@@ -140,14 +169,15 @@ def _contrast_command(source: str, default_name: str, doc: str) -> Callable[...,
     return command
 
 
-extract_corpus = _contrast_command(
-    "corpus", "corpus-contrast", "Contrast of the base model's activations on the corpus's warm versus cold answers.")
-extract_system_prompt = _contrast_command(
+extract_app.command("corpus")(_contrast_command(
+    "corpus", "corpus-contrast", "Contrast of the base model's activations on the corpus's warm versus cold answers."))
+extract_app.command("system-prompt")(_contrast_command(
     "system-prompt", "system-prompt-contrast",
-    "Contrast of the base model on the same neutral answers under a warm versus a cold system prompt.")
+    "Contrast of the base model on the same neutral answers under a warm versus a cold system prompt."))
 
 
-def choose_layer(
+@app.command("choose-layer")
+def choose_layer_command(
     vector: Annotated[Path, typer.Argument(help="Vector file.")],
     out: Annotated[Path, typer.Option(help="Output vector (default layer set, table in metadata).")],
     layers: Annotated[str | None, typer.Option(help="Candidate layers (default: all the vector has).")] = None,
@@ -190,9 +220,11 @@ def choose_layer(
     _saved(vec, out, f"chose layer {chosen.layer} (gain {chosen.gain:+.3f}, NLL {chosen.nll_increase:+.3f})")
 
 
-def calibrate(
+@app.command("calibrate")
+def calibrate_command(
     vector: Annotated[Path, typer.Argument(help="Vector file (its default layers are steered).")],
-    reference: Annotated[str, typer.Option(help="warm | cold (shipped fine-tunes) | a model folder.")],
+    finetune: Annotated[str, typer.Option(help="The fine-tune that sets dial 1: warm | cold (shipped fine-tunes) | "
+                                               "a fine-tuned model folder.")],
     out: Annotated[Path, typer.Option(help="Output calibrated vector.")],
     coefs: Annotated[str, typer.Option(help="Raw coefficients to measure, comma-separated (0 is added).")]
     = "0.1,0.2,0.3,0.4,0.5,0.6,0.8",
@@ -202,7 +234,7 @@ def calibrate(
     cache: Annotated[Path | None, typer.Option(help="Folder for the answer log (reruns resume).")] = None,
     model: ModelOpt = "smollm2-135m",
 ) -> None:
-    """Map the warmth dial to raw coefficients: dial 1 = as warm (or cold) as the reference model's answers."""
+    """Map the warmth dial to raw coefficients: dial 1 = as warm (or cold) as the fine-tune's answers."""
     from steerwarm.calibrate.dial import CalibrationError, apply_calibration, fit_calibration
     from steerwarm.corpus.validation import validation_prompts
     from steerwarm.meter.measure import Meter, measure_curve, measure_reference
@@ -217,14 +249,14 @@ def calibrate(
     vec = SteeringVector.load(vector)
     base_model = _load_base(model)
     vec.check_model(base_model.fingerprint)
-    tuned, label = _load_tuned(reference)
+    finetuned, label = _load_finetune(finetune)
     prompts = validation_prompts(limit)
     meter = Meter.default(base_model)
     log = AnswerLog(cache / "answers.jsonl" if cache else None)
     use = parse_layers(layers)
-    ref = measure_reference(tuned, prompts, meter, log, label=f"reference {label}", max_new_tokens=max_tokens)
+    ref = measure_reference(finetuned, prompts, meter, log, label=f"reference {label}", max_new_tokens=max_tokens)
     curve = measure_curve(base_model, vec, prompts, grid, meter, log, layers=use, max_new_tokens=max_tokens)
-    _print_table(f"steered base model, {len(prompts)} prompts; reference {label}: p_warm {ref.p_warm}",
+    _print_table(f"steered base model, {len(prompts)} prompts; fine-tune {label}: p_warm {ref.p_warm}",
                  ("coef", "p_warm", "NLL"), [(f"{m.coef or 0.0:+g}", str(m.p_warm), str(m.nll)) for m in curve])
     try:
         cal = fit_calibration(curve, ref)
@@ -235,11 +267,13 @@ def calibrate(
     _saved(vec, out, "dial " + ", ".join(f"{d:+.2f}->{c:.3f}" for d, c in zip(cal.dial, cal.coef, strict=True)))
 
 
-def inspect(
+@app.command("inspect")
+def inspect_command(
     vector: Annotated[Path, typer.Argument(help="Vector file.")],
     out: Annotated[Path, typer.Option(help="Output folder (report.md and PNG plots).")],
     against: Annotated[list[Path] | None, typer.Option(help="Other vectors to compare; repeat.")] = None,
-    cache: Annotated[list[Path] | None, typer.Option(help="`extract sft` cache folders (probe, projections).")]
+    cache: Annotated[list[Path] | None, typer.Option(help="`vector extract finetune` cache folders (probe, "
+                                                         "projections).")]
     = None,
     texts: Annotated[list[str] | None, typer.Option(help="LABEL=FILE (.jsonl with prompt/text) to project.")]
     = None,
@@ -282,7 +316,8 @@ def inspect(
     console.print(f"wrote {report} and {len(list(out.glob('*.png')))} plots")
 
 
-def card(
+@app.command("card")
+def card_command(
     vector: Annotated[Path, typer.Argument(help="Vector file.")],
     out: Annotated[Path, typer.Option(help="Output Markdown card.")],
     against: Annotated[list[str] | None, typer.Option(help="LABEL=VECTOR to compare (cosines); repeat.")] = None,
@@ -302,12 +337,48 @@ def card(
     console.print(f"wrote {out}")
 
 
-def register(app: typer.Typer, extract_app: typer.Typer) -> None:
-    extract_app.command("sft")(extract_sft)
-    extract_app.command("corpus")(extract_corpus)
-    extract_app.command("system-prompt")(extract_system_prompt)
-    extract_app.command("difference")(extract_difference)
-    app.command("choose-layer")(choose_layer)
-    app.command("calibrate")(calibrate)
-    app.command("inspect")(inspect)
-    app.command("card")(card)
+@app.command("info")
+def info_command(path: Annotated[Path, typer.Argument(help="Vector file.")]) -> None:
+    """Print a vector's metadata."""
+    from steerwarm.steer.vector import SteeringVector
+
+    print(json.dumps(SteeringVector.load(path).metadata(), indent=2))
+
+
+@app.command("export-gguf")
+def export_gguf_command(
+    path: Annotated[Path, typer.Argument(help="Vector file.")],
+    out: Annotated[Path, typer.Argument(help="Output .gguf path.")],
+    coef: Annotated[float, typer.Option(help="Raw coefficient baked in.")] = 1.0,
+    layers: Annotated[str | None, typer.Option(help="Only these layers (default: all but 0).")] = None,
+) -> None:
+    """Write a llama.cpp control-vector GGUF (direction.N is added to the output of layer N)."""
+    from steerwarm.steer.vector import SteeringVector
+
+    vec = SteeringVector.load(path)
+    keep = parse_layers(layers) or [k for k in vec.directions if k != 0]
+    vec.directions = {k: v for k, v in vec.directions.items() if k in keep}
+    vec.norms = {k: v for k, v in vec.norms.items() if k in keep}
+    vec.layers = [k for k in vec.layers if k in keep] or sorted(keep)
+    vec.to_gguf(out, coef=coef)
+    console.print(f"wrote {out} ({len(keep)} layers, coef {coef})")
+
+
+@app.command("import-gguf")
+def import_gguf_command(
+    path: Annotated[Path, typer.Argument(help="Control-vector .gguf file.")],
+    out: Annotated[Path, typer.Argument(help="Output .safetensors path.")],
+    model: ModelOpt = "smollm2-135m",
+) -> None:
+    """Read a control-vector GGUF into a steerwarm vector (foreign files are bound to --model)."""
+    import gguf
+
+    from steerwarm.steer.vector import GGUF_META_KEY, SteeringVector
+
+    if GGUF_META_KEY in gguf.GGUFReader(str(path)).fields:
+        vec = SteeringVector.from_gguf(path)
+    else:
+        loaded = _load_base(model)
+        vec = SteeringVector.from_gguf(path, model_fingerprint=loaded.fingerprint, model_name=loaded.name)
+    vec.save(out)
+    console.print(f"wrote {out} ({len(vec.directions)} layers)")

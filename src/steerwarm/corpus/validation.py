@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Prompt:
+class ValidationPrompt:
     id: str
     query_type: str
     text: str
@@ -35,6 +35,6 @@ def balanced_conversations(split: str, limit: int | None = None) -> list[Convers
     return out
 
 
-def validation_prompts(limit: int | None = None) -> list[Prompt]:
+def validation_prompts(limit: int | None = None) -> list[ValidationPrompt]:
     """Validation prompts balanced across query types (round-robin over types when limited)."""
-    return [Prompt(c.id, c.query_type, c.first_user) for c in balanced_conversations("validation", limit)]
+    return [ValidationPrompt(c.id, c.query_type, c.first_user) for c in balanced_conversations("validation", limit)]

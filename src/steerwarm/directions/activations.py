@@ -106,20 +106,22 @@ def response_activations(
             bar.update(len(chunk))
 
 
-def check_same_tokenizer(base: LoadedModel, tuned: LoadedModel) -> None:
-    if base.tokenizer.get_vocab() != tuned.tokenizer.get_vocab():
-        raise ValueError("base and tuned models must share a tokenizer: model-diff needs the same tokens")
+def check_same_tokenizer(base: LoadedModel, finetuned: LoadedModel) -> None:
+    if base.tokenizer.get_vocab() != finetuned.tokenizer.get_vocab():
+        raise ValueError("the base model and the fine-tune must share a tokenizer: model-diff needs the same tokens")
 
 
 def paired_activations(
-    base: LoadedModel, tuned: LoadedModel, items: Sequence[TextItem], layers: Sequence[int], *, batch_size: int = 8
+    base: LoadedModel, finetuned: LoadedModel, items: Sequence[TextItem], layers: Sequence[int], *,
+    batch_size: int = 8
 ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """{layer: (base activations, tuned activations)} over the same response tokens, rows aligned token by token."""
-    check_same_tokenizer(base, tuned)
+    """{layer: (base activations, fine-tune activations)} over the same response tokens, rows aligned token by
+    token."""
+    check_same_tokenizer(base, finetuned)
     b_rows: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     t_rows: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
     pairs = zip(response_activations(base, items, layers, batch_size=batch_size, desc="base"),
-                response_activations(tuned, items, layers, batch_size=batch_size, desc="tuned"), strict=True)
+                response_activations(finetuned, items, layers, batch_size=batch_size, desc="fine-tune"), strict=True)
     for b, t in pairs:
         for layer in layers:
             b_rows[layer].append(b[layer])

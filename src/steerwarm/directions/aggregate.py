@@ -89,17 +89,17 @@ def contrast_vector(
 AGGREGATORS = ("mean", "pca", "probe")
 
 
-def aggregate(base_acts: torch.Tensor, tuned_acts: torch.Tensor, method: str) -> torch.Tensor:
+def aggregate(base_acts: torch.Tensor, finetune_acts: torch.Tensor, method: str) -> torch.Tensor:
     """One direction (not normalised) from aligned [tokens, hidden] activations.
 
-    mean: mean of tuned - base. pca: first right-singular vector of the uncentred differences (centring would erase
+    mean: mean of fine-tune - base. pca: first right-singular vector of the uncentred differences (centring would erase
     a constant shift, the very thing a fine-tune adds), signed to agree with the mean difference. probe: weights of a
-    logistic regression separating tuned from base activations (standardised inputs, mapped back), signed likewise.
+    logistic regression separating fine-tune from base activations (standardised inputs, mapped back), signed likewise.
     """
-    diffs = tuned_acts - base_acts
+    diffs = finetune_acts - base_acts
     mean: torch.Tensor = diffs.mean(dim=0)
     if not bool(diffs.any()):
-        raise ValueError("tuned and base activations are identical at this layer: no direction to extract")
+        raise ValueError("fine-tune and base activations are identical at this layer: no direction to extract")
     if method == "mean":
         return mean
     if method == "pca":
@@ -110,8 +110,8 @@ def aggregate(base_acts: torch.Tensor, tuned_acts: torch.Tensor, method: str) ->
         import numpy as np
         from sklearn.linear_model import LogisticRegression
 
-        x = torch.cat([base_acts, tuned_acts]).double().numpy()
-        y = np.array([0] * len(base_acts) + [1] * len(tuned_acts))
+        x = torch.cat([base_acts, finetune_acts]).double().numpy()
+        y = np.array([0] * len(base_acts) + [1] * len(finetune_acts))
         mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-6
         clf = LogisticRegression(C=1.0, max_iter=2000).fit((x - mu) / sd, y)
         w = torch.from_numpy(clf.coef_[0] / sd).float()
@@ -127,10 +127,10 @@ def vector_from_pairs(
     model_name: str,
     items_hash: str,
     params: dict[str, Any],
-    name: str = "sft",
+    name: str = "finetune",
     default_layers: Sequence[int] = (),
 ) -> SteeringVector:
-    """Aggregate (layer, base activations, tuned activations) triples, one layer at a time, into a vector.
+    """Aggregate (layer, base activations, fine-tune activations) triples, one layer at a time, into a vector.
 
     Typical norms are the median token norm of the base activations (response tokens only, so never position 0)."""
     diffs: dict[int, torch.Tensor] = {}
@@ -145,29 +145,29 @@ def vector_from_pairs(
         n_tokens = int(b.shape[0])
     return SteeringVector.from_differences(
         diffs, norms, model_fingerprint=model_fingerprint, model_name=model_name,
-        provenance=Provenance(method=f"sft-diff-{method}", data_hash=items_hash,
+        provenance=Provenance(method=f"finetune-diff-{method}", data_hash=items_hash,
                               params={**params, "n_tokens": n_tokens}),
         name=name, layers=default_layers,
     )
 
 
-def sft_vector(
+def finetune_vector(
     base: LoadedModel,
-    tuned: LoadedModel,
+    finetuned: LoadedModel,
     items: Sequence[TextItem],
     *,
     method: str = "mean",
-    name: str = "sft",
+    name: str = "finetune",
     layers: Sequence[int] | None = None,
     default_layers: Sequence[int] = (),
     batch_size: int = 8,
 ) -> SteeringVector:
-    """Direction per layer from tuned-minus-base residuals on the same response tokens (see `aggregate`)."""
+    """Direction per layer from fine-tune-minus-base residuals on the same response tokens (see `aggregate`)."""
     all_layers = list(layers) if layers is not None else list(range(base.num_layers))
-    acts = paired_activations(base, tuned, items, all_layers, batch_size=batch_size)
+    acts = paired_activations(base, finetuned, items, all_layers, batch_size=batch_size)
     return vector_from_pairs(
         ((layer, b, t) for layer, (b, t) in acts.items()), method=method, model_fingerprint=base.fingerprint,
         model_name=base.name, items_hash=data_hash(it.key() for it in items),
-        params={"tuned": tuned.name, "tuned_fingerprint": tuned.fingerprint, "n_items": len(items)},
+        params={"finetune": finetuned.name, "finetune_fingerprint": finetuned.fingerprint, "n_items": len(items)},
         name=name, default_layers=default_layers,
     )

@@ -12,7 +12,7 @@ Invariants:
   (`records.SettingsMismatchError`), naming every differing field with both values: shards of different models or
   item lists are never mixed.
 - Rows line up across models: for the same items and tokenizer, shard i of two models holds the same tokens in the
-  same order, so tuned minus base is a per-token difference.
+  same order, so fine-tune minus base is a per-token difference.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def open_shards(directory: Path) -> ShardSpec:
     first = shard_path(directory, 0)
     if not first.is_file():
         raise FileNotFoundError(f"no activation shards in {directory} (expected {first.name}); run `steerwarm "
-                                "extract sft` with this cache folder first")
+                                "vector extract finetune` with this cache folder first")
     spec = _read_spec(first)
     for index in range(spec.n_shards):
         path = shard_path(directory, index)

@@ -1,9 +1,9 @@
 """Sources of warmth directions, all producing the same `SteeringVector`:
 
-- model diff (`extract_sft`): a fine-tuned model versus the base on the same token sequences: validation prompts
-  followed by the base model's own greedy answers and by the tuned model's own greedy answers, teacher-forced
-  through both models; per-token differences (tuned minus base) at every recorded layer, aggregated by
-  `extract.aggregate` (mean, pca or probe);
+- model diff (`extract_finetune`): a fine-tuned model versus the base on the same token sequences: validation
+  prompts followed by the base model's own greedy answers and by the fine-tune's own greedy answers, teacher-forced
+  through both models; per-token differences (fine-tune minus base) at every recorded layer, aggregated by
+  `directions.aggregate` (mean, pca or probe);
 - corpus contrast (`corpus_contrast_items`): the base model on the corpus's warm versus cold assistant variants of
   the same conversations (first exchange: the user's first message and the first assistant turn; conversations
   taken round-robin over query types);
@@ -15,9 +15,10 @@
   effect of fine-tuning on our corpus at all: format, length, register) cancels; what separates warm from cold stays.
 
 Invariants:
-- `extract_sft` generates each model's answers once (greedy, logged in `CACHE/responses.jsonl`, resumable) and
-  records activations in shards (`CACHE/acts/base`, `CACHE/acts/tuned`, resumable, refused when they belong to
-  another model or item list; see `shards`). Aggregation reads the shards one layer at a time.
+- `extract_finetune` generates each model's answers once (greedy, logged in `CACHE/responses.jsonl`, resumable)
+  and records activations in shards (`CACHE/acts/base`, `CACHE/acts/finetune`, resumable, refused when they belong
+  to another model or item list; see `shards`; `finetune_acts` also finds the `acts/tuned` folder of caches written
+  before the rename). Aggregation reads the shards one layer at a time.
 - Items with an empty answer are dropped (they have no response token to read); the items hash in the provenance
   covers exactly the items used.
 - Typical norms are the median token norm of the base model's activations over response tokens (never position 0).
@@ -28,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from steerwarm.corpus.validation import Prompt, balanced_conversations
+from steerwarm.corpus.validation import ValidationPrompt, balanced_conversations
 from steerwarm.directions.activations import TextItem, check_same_tokenizer
 from steerwarm.directions.aggregate import vector_from_pairs
 from steerwarm.directions.shards import read_layer, write_shards
@@ -47,18 +48,26 @@ COLD_SYSTEM = (
 )
 
 
-def sft_items(prompts: Sequence[Prompt], base_answers: Sequence[str], tuned_answers: Sequence[str]) -> list[TextItem]:
-    """Every prompt followed by the base's answer, then every prompt followed by the tuned model's answer
+def finetune_items(prompts: Sequence[ValidationPrompt], base_answers: Sequence[str],
+                   finetune_answers: Sequence[str]) -> list[TextItem]:
+    """Every prompt followed by the base's answer, then every prompt followed by the fine-tune's answer
     (empty answers dropped)."""
     items = [TextItem(a, prompt=p.text) for p, a in zip(prompts, base_answers, strict=True)]
-    items += [TextItem(a, prompt=p.text) for p, a in zip(prompts, tuned_answers, strict=True)]
+    items += [TextItem(a, prompt=p.text) for p, a in zip(prompts, finetune_answers, strict=True)]
     return [it for it in items if it.text.strip()]
 
 
-def extract_sft(
+def finetune_acts(cache: Path) -> Path:
+    """The fine-tune's shard folder in an `extract_finetune` cache (`acts/finetune`, or `acts/tuned` in a cache
+    written before the rename)."""
+    legacy = cache / "acts" / "tuned"
+    return legacy if legacy.is_dir() and not (cache / "acts" / "finetune").is_dir() else cache / "acts" / "finetune"
+
+
+def extract_finetune(
     base: LoadedModel,
-    tuned: LoadedModel,
-    prompts: Sequence[Prompt],
+    finetuned: LoadedModel,
+    prompts: Sequence[ValidationPrompt],
     cache: Path,
     *,
     method: str = "mean",
@@ -66,35 +75,36 @@ def extract_sft(
     max_new_tokens: int = 96,
     shard_size: int = 32,
     batch_size: int = 8,
-    name: str = "sft",
+    name: str = "finetune",
     default_layers: Sequence[int] = (),
-    tuned_label: str | None = None,
+    finetune_label: str | None = None,
 ) -> SteeringVector:
     """Model-diff direction per layer from cached answers and activation shards (see the module docstring)."""
-    check_same_tokenizer(base, tuned)
+    check_same_tokenizer(base, finetuned)
     all_layers = list(layers) if layers is not None else list(range(base.num_layers))
     log = AnswerLog(cache / "responses.jsonl")
     base_ans = model_answers(base, prompts, log, max_new_tokens=max_new_tokens, batch_size=batch_size,
                              desc="base answers")
-    tuned_ans = model_answers(tuned, prompts, log, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                              desc="tuned answers")
-    items = sft_items(prompts, base_ans, tuned_ans)
+    finetune_ans = model_answers(finetuned, prompts, log, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                 desc="fine-tune answers")
+    items = finetune_items(prompts, base_ans, finetune_ans)
     if not items:
         raise ValueError("every answer was empty: nothing to read activations from")
     items_hash = data_hash(it.key() for it in items)
     acts = cache / "acts"
     bspec = write_shards(base, items, acts / "base", items_hash=items_hash, layers=all_layers,
                          shard_size=shard_size, batch_size=batch_size, desc="base activations")
-    tspec = write_shards(tuned, items, acts / "tuned", items_hash=items_hash, layers=all_layers,
-                         shard_size=shard_size, batch_size=batch_size, desc="tuned activations")
-    pairs = ((layer, read_layer(acts / "base", bspec, layer), read_layer(acts / "tuned", tspec, layer))
+    fdir = finetune_acts(cache)
+    fspec = write_shards(finetuned, items, fdir, items_hash=items_hash, layers=all_layers,
+                         shard_size=shard_size, batch_size=batch_size, desc="fine-tune activations")
+    pairs = ((layer, read_layer(acts / "base", bspec, layer), read_layer(fdir, fspec, layer))
              for layer in all_layers)
     n_base = sum(1 for a in base_ans if a.strip())
     return vector_from_pairs(
         pairs, method=method, model_fingerprint=base.fingerprint, model_name=base.name, items_hash=items_hash,
-        params={"tuned": tuned_label or tuned.name, "tuned_path": str(tuned.path),
-                "tuned_fingerprint": tuned.fingerprint, "n_prompts": len(prompts), "n_items": len(items),
-                "n_base_answers": n_base, "n_tuned_answers": len(items) - n_base,
+        params={"finetune": finetune_label or finetuned.name, "finetune_path": display(finetuned.path),
+                "finetune_fingerprint": finetuned.fingerprint, "n_prompts": len(prompts), "n_items": len(items),
+                "n_base_answers": n_base, "n_finetune_answers": len(items) - n_base,
                 "max_new_tokens": max_new_tokens, "cache": display(cache)},
         name=name, default_layers=default_layers,
     )

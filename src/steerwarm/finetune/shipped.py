@@ -1,8 +1,8 @@
 """Shipped fine-tunes: the warm and cold LoRA adapters of the default model, kept in git, and merged on demand.
 
-A fresh clone reproduces the fine-tuned models without training: `vectors/sft/{variant}/` holds the final LoRA
-adapter of `steerwarm train --variant {variant}` (adapter_config.json, adapter_model.safetensors) with its training
-card (card.json, card.md, loss.png) and the fingerprint of the merged model it produced.
+A fresh clone reproduces the fine-tuned models without training: `vectors/finetunes/{variant}/` holds the final
+LoRA adapter of `steerwarm finetune train --variant {variant}` (adapter_config.json, adapter_model.safetensors) with
+its training card (card.json, card.md, loss.png) and the fingerprint of the merged model it produced.
 
 Invariants:
 - `ship` copies an adapter's weights from a training run unchanged (fp32, byte for byte), its config with the base
@@ -11,7 +11,7 @@ Invariants:
   `$STEERWARM_HOME/finetunes/shipped/{variant}-{adapter hash}`, written to a temporary folder and renamed only after
   the merged model's fingerprint equals the one recorded at shipping time; a later call reuses the folder. A
   changed adapter file has another hash, so it never reuses a stale merge.
-- `resolve_tuned` names one model folder: "warm" and "cold" are the shipped fine-tunes, anything else must be an
+- `resolve_finetune` names one model folder: "warm" and "cold" are the shipped fine-tunes, anything else must be an
   existing model folder (a training checkpoint such as `.../epoch-2`).
 """
 
@@ -91,7 +91,7 @@ def materialize(variant: str, root: Path | None = None) -> Path:
         if not (src / name).is_file():
             raise ShippedFinetuneError(
                 f"no shipped {variant} fine-tune at {src} ({name} missing): train one with "
-                f"`steerwarm train --variant {variant}` and ship it with `steerwarm finetune ship`")
+                f"`steerwarm finetune train --variant {variant}` and ship it with `steerwarm finetune ship`")
     card = read_card(src)
     digest = file_sha256(src / "adapter_model.safetensors")
     if card.get("adapter_sha256") not in (None, digest):
@@ -115,7 +115,7 @@ def materialize(variant: str, root: Path | None = None) -> Path:
     return out
 
 
-def resolve_tuned(spec: str) -> Path:
+def resolve_finetune(spec: str) -> Path:
     """"warm"/"cold" -> the shipped fine-tune's merged folder; otherwise an existing model folder."""
     if spec in VARIANTS:
         return materialize(spec)

@@ -49,7 +49,7 @@ class TrainConfig:
     variant: str
     method: str = "lora"
     model: str = "smollm2-135m"
-    # One epoch at 3e-4 (LoRA), chosen by measurement (vectors/sft/README.md): at epoch 1 the warm model is warmer
+    # One epoch at 3e-4 (LoRA), chosen by measurement (vectors/finetunes/README.md): at epoch 1 the warm model is warmer
     # than the base on both meters and the cold one colder; half an epoch did not yet make the warm model warmer, and
     # the paper's 1e-5 barely moves the loss in as many steps (scripts/lr_probe.py). The paper trained 8-70B models
     # for 10 epochs at 1e-5 and compared epoch 2. Both checkpoints are kept so the warmth per half epoch is measured.
@@ -379,7 +379,7 @@ def write_card(folder: Path, cfg: TrainConfig, *, epoch: float, step: int, losse
 def card_markdown(card: dict[str, Any]) -> str:
     """The human-readable training card, rendered from card.json's fields (with the command that reproduces it)."""
     hp = card["hyperparameters"]
-    cmd = (f"steerwarm train --variant {hp['variant']} --method {hp['method']} --epochs {hp['epochs']:g} "
+    cmd = (f"steerwarm finetune train --variant {hp['variant']} --method {hp['method']} --epochs {hp['epochs']:g} "
            f"--checkpoints {','.join(f'{c:g}' for c in hp['checkpoints'])} --lr {hp['learning_rate']:g} "
            f"--batch-size {hp['batch_size']} --seed {hp['seed']}")
     shown = ", ".join(f"{k}={v}" for k, v in hp.items() if k not in ("variant", "method", "model", "lr"))

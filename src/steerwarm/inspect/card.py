@@ -58,7 +58,7 @@ def card_sections(vec: SteeringVector) -> list[str]:
                         [(r["layer"], r["coef"], r["p_warm"], r["p_warm_se"], r["gain"], r["nll"], r["nll_increase"])
                          for r in table["rows"]])
     else:
-        md.append("No layer table stored (see `steerwarm choose-layer`).")
+        md.append("No layer table stored (see `steerwarm vector choose-layer`).")
     md += ["", "## Calibration", ""]
     cal = vec.calibration
     if cal is not None:
@@ -70,7 +70,7 @@ def card_sections(vec: SteeringVector) -> list[str]:
                     if k in cal.curve[0]]
             md += md_table(keys, [[r.get(k, "") for k in keys] for r in cal.curve])
     else:
-        md.append("Not calibrated (see `steerwarm calibrate`).")
+        md.append("Not calibrated (see `steerwarm vector calibrate`).")
     md.append("")
     return md
 

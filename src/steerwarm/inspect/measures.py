@@ -35,9 +35,9 @@ def layer_cosines(a: SteeringVector, b: SteeringVector) -> dict[int, float]:
             if layer in b.directions}
 
 
-def probe_accuracy(base_acts: torch.Tensor, tuned_acts: torch.Tensor, lengths: torch.Tensor, *, folds: int = 5,
+def probe_accuracy(base_acts: torch.Tensor, finetune_acts: torch.Tensor, lengths: torch.Tensor, *, folds: int = 5,
                    max_items: int = 64, seed: int = 0) -> float:
-    """Cross-validated accuracy of a logistic probe telling tuned from base activations (folds grouped by item)."""
+    """Cross-validated accuracy of a logistic probe telling fine-tune from base activations (folds grouped by item)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
@@ -49,7 +49,7 @@ def probe_accuracy(base_acts: torch.Tensor, tuned_acts: torch.Tensor, lengths: t
     groups_all = np.repeat(np.arange(n_items), lengths.numpy())
     keep_items = np.random.default_rng(seed).permutation(n_items)[:max_items]
     mask = np.isin(groups_all, keep_items)
-    x_b, x_t = base_acts.double().numpy()[mask], tuned_acts.double().numpy()[mask]
+    x_b, x_t = base_acts.double().numpy()[mask], finetune_acts.double().numpy()[mask]
     x = np.concatenate([x_b, x_t])
     y = np.array([0] * len(x_b) + [1] * len(x_t))
     groups = np.concatenate([groups_all[mask], groups_all[mask]])

@@ -18,6 +18,7 @@ import numpy as np
 
 from steerwarm.directions.activations import TextItem
 from steerwarm.directions.shards import open_shards, read_layer, read_lengths
+from steerwarm.directions.sources import finetune_acts
 from steerwarm.inspect.card import card_header, card_sections, md_table, series_table
 from steerwarm.inspect.measures import item_projections, layer_cosines, logit_lens, probe_accuracy, text_projections
 from steerwarm.model.load import LoadedModel
@@ -99,17 +100,19 @@ def _cosines_section(vec: SteeringVector, against: Mapping[str, SteeringVector],
 def _probe_section(caches: Sequence[Path], out: Path) -> list[str]:
     md = ["## Probe accuracy per layer", ""]
     if not caches:
-        return [*md, "No activation caches given (--cache, from `steerwarm extract sft`): probe accuracy not computed."]
+        return [*md, "No activation caches given (--cache, from `steerwarm vector extract finetune`): probe accuracy "
+                     "not computed."]
     acc: dict[str, dict[int, float]] = {}
     for cache in caches:
-        bdir, tdir = cache / "acts" / "base", cache / "acts" / "tuned"
+        bdir, tdir = cache / "acts" / "base", finetune_acts(cache)
         bspec, tspec = open_shards(bdir), open_shards(tdir)
         lengths = read_lengths(bdir, bspec)
         acc[f"{tspec.model_name} ({cache.name})"] = {
             x: probe_accuracy(read_layer(bdir, bspec, x), read_layer(tdir, tspec, x), lengths) for x in bspec.layers}
-    plot = _line_plot(acc, out, "probe.png", ylabel="accuracy", title="probe: tuned vs base", ylim=(0.4, 1.02),
+    plot = _line_plot(acc, out, "probe.png", ylabel="accuracy", title="probe: fine-tune vs base", ylim=(0.4, 1.02),
                       hline=0.5)
-    return [*md, "Cross-validated logistic probe, tuned versus base residuals on the same tokens (chance = 0.5).", "",
+    return [*md, "Cross-validated logistic probe, fine-tune versus base residuals on the same tokens "
+                 "(chance = 0.5).", "",
             f"![probe]({plot})", "", *series_table(acc)]
 
 
@@ -129,7 +132,7 @@ def _projections_section(inputs: InspectInputs, layer: int, out: Path) -> list[s
     md = [f"## Projections of responses onto the direction at layer {layer}", ""]
     groups: dict[str, list[float]] = {}
     for cache in inputs.caches:
-        bdir, tdir = cache / "acts" / "base", cache / "acts" / "tuned"
+        bdir, tdir = cache / "acts" / "base", finetune_acts(cache)
         bspec, tspec = open_shards(bdir), open_shards(tdir)
         if layer in bspec.layers:
             lengths = read_lengths(bdir, bspec)

@@ -1,9 +1,9 @@
 """Compare how warm several targets answer the corpus's validation prompts, and what it costs in coherence.
 
-For each target (anything `steerwarm bench` accepts: base, warmth=W, a checkpoint folder, an endpoint), answer every
-validation prompt (first user turn, greedy, the same token budget for all), then score each answer with SocioT
-(base model as scorer), p_warm, and the base model's mean negative log-likelihood of the answer given the prompt
-(a coherence cost: steering that breaks text raises it).
+For each target (anything `steerwarm bench` accepts: base, warmth=W, finetune=warm|cold, a model folder, an
+endpoint), answer every validation prompt (first user turn, greedy, the same token budget for all), then score each
+answer with SocioT (base model as scorer), p_warm, and the base model's mean negative log-likelihood of the answer
+given the prompt (a coherence cost: steering that breaks text raises it).
 
 Invariants:
 - Every target answers the same prompts in the same order with the same settings; answers are appended to

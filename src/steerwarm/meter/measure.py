@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from steerwarm.corpus.validation import Prompt
+from steerwarm.corpus.validation import ValidationPrompt
 from steerwarm.meter.compare import base_nll
 from steerwarm.meter.summary import Summary, summarize
 from steerwarm.model.load import LoadedModel
@@ -35,7 +35,8 @@ class Meter:
         clf = WarmthClassifier.default()
         return cls(clf.p_warm, lambda prompts, answers: base_nll(scorer, prompts, answers))
 
-    def measure(self, label: str, coef: float | None, prompts: Sequence[Prompt], answers: Sequence[str]) -> Measurement:
+    def measure(self, label: str, coef: float | None, prompts: Sequence[ValidationPrompt],
+                answers: Sequence[str]) -> Measurement:
         return Measurement(label, coef, summarize(self.p_warm(list(answers))),
                            summarize(self.nll([p.text for p in prompts], list(answers))))
 
@@ -54,7 +55,7 @@ class Measurement:
                 "nll": self.nll.mean, "nll_se": self.nll.se, "n": self.p_warm.n}
 
 
-def measure_steered(loaded: LoadedModel, vector: SteeringVector, coef: float, prompts: Sequence[Prompt],
+def measure_steered(loaded: LoadedModel, vector: SteeringVector, coef: float, prompts: Sequence[ValidationPrompt],
                     meter: Meter, log: AnswerLog, *, layers: Sequence[int] | None = None, max_new_tokens: int = 96,
                     batch_size: int = 8) -> Measurement:
     answers = steered_answers(loaded, vector, coef, prompts, log, layers=layers, max_new_tokens=max_new_tokens,
@@ -63,18 +64,18 @@ def measure_steered(loaded: LoadedModel, vector: SteeringVector, coef: float, pr
     return meter.measure(label, coef, prompts, answers)
 
 
-def measure_curve(loaded: LoadedModel, vector: SteeringVector, prompts: Sequence[Prompt], coefs: Sequence[float],
-                  meter: Meter, log: AnswerLog, *, layers: Sequence[int] | None = None, max_new_tokens: int = 96,
-                  batch_size: int = 8) -> list[Measurement]:
+def measure_curve(loaded: LoadedModel, vector: SteeringVector, prompts: Sequence[ValidationPrompt],
+                  coefs: Sequence[float], meter: Meter, log: AnswerLog, *, layers: Sequence[int] | None = None,
+                  max_new_tokens: int = 96, batch_size: int = 8) -> list[Measurement]:
     """Measurements at 0 and every coefficient in `coefs`, sorted by coefficient."""
     grid = sorted({0.0, *(float(c) for c in coefs)})
     return [measure_steered(loaded, vector, c, prompts, meter, log, layers=layers, max_new_tokens=max_new_tokens,
                             batch_size=batch_size) for c in grid]
 
 
-def measure_reference(tuned: LoadedModel, prompts: Sequence[Prompt], meter: Meter, log: AnswerLog, *,
+def measure_reference(finetuned: LoadedModel, prompts: Sequence[ValidationPrompt], meter: Meter, log: AnswerLog, *,
                       label: str, max_new_tokens: int = 96, batch_size: int = 8) -> Measurement:
     """Meter readings of a reference model's own greedy answers (a fine-tune), scored like the steered ones."""
-    answers = model_answers(tuned, prompts, log, max_new_tokens=max_new_tokens, batch_size=batch_size,
+    answers = model_answers(finetuned, prompts, log, max_new_tokens=max_new_tokens, batch_size=batch_size,
                             desc=f"answers {label}")
     return meter.measure(label, None, prompts, answers)

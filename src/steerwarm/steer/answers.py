@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from steerwarm.corpus.validation import Prompt
+from steerwarm.corpus.validation import ValidationPrompt
 from steerwarm.model.chat import chat_text
 from steerwarm.model.load import LoadedModel
 from steerwarm.records import append_records, read_records
@@ -62,7 +62,7 @@ class AnswerLog:
             if "key" in row and "id" in row and "text" in row:
                 self.rows[(str(row["key"]), str(row["id"]))] = str(row["text"])
 
-    def answers(self, key: str, prompts: Sequence[Prompt], generate: Generate, *, batch_size: int = 8,
+    def answers(self, key: str, prompts: Sequence[ValidationPrompt], generate: Generate, *, batch_size: int = 8,
                 desc: str = "answers", progress: bool = True) -> list[str]:
         """The answer to every prompt under `key`, generating (batch by batch) only those not logged yet."""
         todo = [p for p in prompts if (key, p.id) not in self.rows]
@@ -79,7 +79,7 @@ class AnswerLog:
                     bar.update(len(chunk))
         return [self.rows[(key, p.id)] for p in prompts]
 
-    def _append(self, key: str, prompts: Sequence[Prompt], texts: Sequence[str]) -> None:
+    def _append(self, key: str, prompts: Sequence[ValidationPrompt], texts: Sequence[str]) -> None:
         rows = []
         for p, t in zip(prompts, texts, strict=True):
             self.rows[(key, p.id)] = t
@@ -88,7 +88,7 @@ class AnswerLog:
             append_records(self.path, rows)
 
 
-def model_answers(loaded: LoadedModel, prompts: Sequence[Prompt], log: AnswerLog, *, max_new_tokens: int = 96,
+def model_answers(loaded: LoadedModel, prompts: Sequence[ValidationPrompt], log: AnswerLog, *, max_new_tokens: int = 96,
                   batch_size: int = 8, desc: str | None = None) -> list[str]:
     """The unsteered model's greedy answers, through the log."""
     key = answer_key(model=loaded.fingerprint, max_new_tokens=max_new_tokens)
@@ -96,7 +96,7 @@ def model_answers(loaded: LoadedModel, prompts: Sequence[Prompt], log: AnswerLog
                        batch_size=batch_size, desc=desc or f"answers {loaded.name}")
 
 
-def steered_answers(loaded: LoadedModel, vector: SteeringVector, coef: float, prompts: Sequence[Prompt],
+def steered_answers(loaded: LoadedModel, vector: SteeringVector, coef: float, prompts: Sequence[ValidationPrompt],
                     log: AnswerLog, *, layers: Sequence[int] | None = None, max_new_tokens: int = 96,
                     batch_size: int = 8) -> list[str]:
     """Greedy answers of `loaded` steered by raw coefficient `coef` of `vector` (coefficient 0: unsteered)."""

@@ -91,7 +91,7 @@ def conclusion(data: dict[str, Any]) -> list[str]:
         out.append(f"On the warm side, warmth {what}: per unit of dial {b.get('ame_pp', math.nan):+.2f} pp with a "
                    f"stated wrong belief vs {n.get('ame_pp', math.nan):+.2f} pp without, difference "
                    f"{d['ame_pp']:+.2f} pp ({_ci(d)}).")
-    for side, ref in (("warm", "sft=warm"), ("cold", "sft=cold")):
+    for side, ref in (("warm", "finetune=warm"), ("cold", "finetune=cold")):
         ft = next((c for c in data["comparisons"] if c["kind"] == "fine-tune" and c["side"] == side), None)
         if ft is None:
             continue

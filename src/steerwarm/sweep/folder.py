@@ -127,4 +127,4 @@ def read_meter(sweep: Sweep) -> list[dict[str, Any]] | None:
     return rows
 
 
-REFERENCE_DIAL = {"sft=warm": 1.0, "sft=cold": -1.0}
+REFERENCE_DIAL = {"finetune=warm": 1.0, "finetune=cold": -1.0}

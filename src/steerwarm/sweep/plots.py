@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 from steerwarm.sweep.effects import ALL, BELIEF_LEVELS
 
 BELIEF_COLORS = {"none": "tab:blue", "stated": "tab:orange"}
-REF_MARKERS = {"sft=warm": "*", "sft=cold": "v"}
+REF_MARKERS = {"finetune=warm": "*", "finetune=cold": "v"}
 
 
 # -- plots ----------------------------------------------------------------------------------------------------------

@@ -22,8 +22,8 @@ Invariants:
   all points, so the correlation of one item's belief and no-belief prompts, and of one item across points, is
   kept); regression AMEs, delta method with standard errors clustered by item (the same prompt recurs at every
   dial value); paired comparisons, compare.compare_frames (McNemar, models 1-4); meter, mean +- 1.96 SE.
-- Dial positions of references: by the dial's calibration the warm fine-tune (spec sft=warm) sits at +1 and the
-  cold one (sft=cold) at -1; other references have no dial position and are drawn as horizontal lines.
+- Dial positions of references: by the dial's calibration the warm fine-tune (spec finetune=warm) sits at +1 and
+  the cold one (finetune=cold) at -1; other references have no dial position and are drawn as horizontal lines.
 - Conclusion rules: an effect is present when its 95% CI excludes 0; a fine-tune's effect is reproduced by steering
   when it lies inside the steered effect's 95% CI and the two are not both present with opposite signs.
 """

@@ -4,8 +4,8 @@ cold fine-tunes, the base model), with a warmth meter reading per point.
 Layout of SWEEP_DIR:
 - `sweep.json`: `config` (every option given, the result-defining ones checked on a rerun), `points` (one per dial
   value and reference: label, kind, warmth, raw coefficients, target spec, run folder) and `sessions`.
-- `runs/<slug>/`: one ordinary bench run folder per point (`warmth+0.25`, `warmth-1.50`, `ref-sft-warm`), written by
-  `runner.run_benchmark`, so `steerwarm bench compare/report` work on any of them.
+- `runs/<slug>/`: one ordinary bench run folder per point (`warmth+0.25`, `warmth-1.50`, `ref-finetune-warm`),
+  written by `runner.run_benchmark`, so `steerwarm bench compare/report` work on any of them.
 - `meter.jsonl`: one line per point: p_warm and the base model's NLL of the point's greedy answers to the first
   `meter_prompts` validation prompts (mean and bootstrap SE); `meter-answers.jsonl` caches those answers.
 
@@ -59,7 +59,7 @@ from steerwarm.records import SettingsLock, append_records, read_records
 from steerwarm.targets.registry import GenSettings, LocalTarget, Target
 
 if TYPE_CHECKING:
-    from steerwarm.corpus.validation import Prompt as MeterPrompt
+    from steerwarm.corpus.validation import ValidationPrompt
     from steerwarm.meter.measure import Meter
     from steerwarm.model.load import LoadedModel
     from steerwarm.steer.dial import Dial
@@ -136,7 +136,7 @@ def dial_slug(w: float) -> str:
 
 
 def reference_slug(spec: str) -> str:
-    """`sft=warm` -> `ref-sft-warm`; a model folder -> `ref-<folder name>`; other characters become '-'."""
+    """`finetune=warm` -> `ref-finetune-warm`; a model folder -> `ref-<folder name>`; other characters become '-'."""
     name = spec.strip()
     if not name.startswith(("http://", "https://")) and ("/" in name or name.startswith("~")):
         name = Path(name).expanduser().name or name
@@ -344,7 +344,7 @@ def read_meter(sweep_dir: Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def meter_point(target: Target, point: SweepPoint, prompts: Sequence[MeterPrompt], meter: Meter,
+def meter_point(target: Target, point: SweepPoint, prompts: Sequence[ValidationPrompt], meter: Meter,
                 answers_path: Path, *, max_tokens: int = 64, batch_size: int = 8) -> dict[str, Any]:
     """Greedy answers of `target` (steered at the point, or the reference model itself) to `prompts`, through the
     answer cache, scored by `meter`: the meter.jsonl row of the point."""
@@ -428,7 +428,7 @@ def run_sweep(cfg: SweepConfig, *, progress: bool = True,
 
     done = {p.label: len(set(RunStore(out / p.run).load()) & ids) for p in todo}
     metered = read_meter(out) if cfg.meter_prompts else {}
-    mprompts: list[MeterPrompt] = []
+    mprompts: list[ValidationPrompt] = []
     if cfg.meter_prompts:
         from steerwarm.corpus.validation import validation_prompts
 
@@ -527,11 +527,11 @@ def _check_reference(spec: str) -> None:
     s = spec.strip()
     if s == "base" or s.startswith(("http://", "https://", "warmth=")):
         return
-    if s.startswith("sft="):
+    if s.startswith("finetune="):
         if s.split("=", 1)[1] not in ("warm", "cold"):
-            raise ValueError(f"--reference {spec!r}: sft=V needs warm or cold")
+            raise ValueError(f"--reference {spec!r}: finetune=V needs warm or cold")
         return
     if Path(s).expanduser().is_dir():
         return
-    raise ValueError(f"--reference {spec!r}: use base, sft=warm, sft=cold, warmth=W, a model folder or "
+    raise ValueError(f"--reference {spec!r}: use base, finetune=warm, finetune=cold, warmth=W, a model folder or "
                      "http://HOST:PORT/v1#MODEL")

@@ -3,8 +3,9 @@
 - `base`: the base model (`--model`, default smollm2-135m) in-process.
 - `warmth=W`: the base model steered by the warmth dial at W (calibrated `warm.safetensors` / `cold.safetensors`
   in `--vectors`, default the repository's vectors/), every position of every prompt and answer.
-- `sft=warm` / `sft=cold`: the shipped warm / cold fine-tune (vectors/sft/, merged on first use), in-process.
-- a path to a model folder (a fine-tuned checkpoint such as `steerwarm train` writes), in-process.
+- `finetune=warm` / `finetune=cold`: the shipped warm / cold fine-tune (vectors/finetunes/, merged on first use),
+  in-process.
+- a path to a model folder (a fine-tune checkpoint such as `steerwarm finetune train` writes), in-process.
 - `http://HOST:PORT/v1#MODEL`: any OpenAI-compatible endpoint (generate mode through chat completions,
   likelihood mode through completions with echo+logprobs, the chat prompt rendered with a local tokenizer's chat
   template, `--tokenizer`, default the base model's).
@@ -209,14 +210,14 @@ def parse_target(spec: str, *, model: str = "smollm2-135m", dtype: str = "float3
         vdir = vectors_dir or shipped_vectors()
         dial = Dial.from_dir(vdir)
         return LocalTarget(spec, load(model, dtype), "steered", dial=dial, warmth=warmth, vectors_dir=vdir)
-    if spec.startswith("sft="):
-        from steerwarm.finetune.shipped import resolve_tuned
+    if spec.startswith("finetune="):
+        from steerwarm.finetune.shipped import resolve_finetune
 
         variant = spec.split("=", 1)[1]
         if variant not in ("warm", "cold"):
-            raise ValueError(f"--target sft=V needs warm or cold (the shipped fine-tunes), got {spec!r}")
-        return LocalTarget(spec, load(str(resolve_tuned(variant)), dtype), "checkpoint")
+            raise ValueError(f"--target finetune=V needs warm or cold (the shipped fine-tunes), got {spec!r}")
+        return LocalTarget(spec, load(str(resolve_finetune(variant)), dtype), "finetune")
     if Path(spec).expanduser().is_dir():
-        return LocalTarget(spec, load(str(Path(spec).expanduser()), dtype), "checkpoint")
-    raise ValueError(f"unknown target {spec!r}: use base, warmth=W, sft=warm|cold, a model folder, "
+        return LocalTarget(spec, load(str(Path(spec).expanduser()), dtype), "folder")
+    raise ValueError(f"unknown target {spec!r}: use base, warmth=W, finetune=warm|cold, a model folder, "
                      "or http://HOST:PORT/v1#MODEL")

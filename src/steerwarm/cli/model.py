@@ -1,0 +1,54 @@
+"""`steerwarm model prepare|info`: prepare the embedded default model offline and describe any model.
+
+Invariant: thin: each command parses, calls `steerwarm.model.load`, prints; a missing model exits 2 with the message
+naming the command that prepares it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated
+
+import typer
+
+from steerwarm.cli.options import DtypeOpt, console, fail
+
+app = typer.Typer(help="Prepare and inspect models.", no_args_is_help=True)
+
+
+@app.command("prepare")
+def prepare_command(
+    name: Annotated[str, typer.Argument(help="Embedded model to prepare.")] = "smollm2-135m",
+    force: Annotated[bool, typer.Option(help="Rebuild even if a verified copy exists.")] = False,
+) -> None:
+    """Convert the embedded GGUF model into a verified safetensors folder (offline, idempotent)."""
+    from steerwarm.model.load import ModelNotFoundError, prepare
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        res = prepare(name, force=force)
+    except ModelNotFoundError as exc:
+        fail(str(exc))
+    verb = "prepared" if res.created else "already prepared"
+    console.print(f"{name}: {verb} at {res.path} (fingerprint {res.fingerprint}, {res.seconds:.1f}s)")
+
+
+@app.command("info")
+def info_command(
+    name: Annotated[str, typer.Argument(help="Model name, local folder or cached hub id.")] = "smollm2-135m",
+    dtype: DtypeOpt = "float32",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print architecture, layers, hidden size, dtype and fingerprint of a model."""
+    from steerwarm.model.load import ModelNotFoundError, describe, load
+
+    try:
+        info = describe(load(name, dtype))
+    except ModelNotFoundError as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    for k, v in info.items():
+        console.print(f"{k:>16}: {v}")

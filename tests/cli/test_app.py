@@ -1,0 +1,57 @@
+"""The command line is grouped by noun, in pipeline order, and every command's help renders."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from steerwarm.cli.app import app
+
+NOUNS = ["model", "vector", "finetune", "meter", "bench", "sweep", "corpus", "serve", "generate", "demo"]
+
+
+def listed(output: str) -> list[str]:
+    """Command names in the order `--help` lists them (first word of each row inside a panel)."""
+    return re.findall(r"^[│|]\s+([a-z][a-z-]*)\s{2,}", output, flags=re.M)
+
+
+def test_help_lists_the_noun_groups_in_pipeline_order() -> None:
+    res = CliRunner().invoke(app, ["--help"], terminal_width=100)
+    assert res.exit_code == 0, res.output
+    assert listed(res.output) == NOUNS
+
+
+def all_commands() -> list[list[str]]:
+    """Every command path, e.g. ['vector', 'extract', 'finetune']."""
+    out: list[list[str]] = []
+
+    def walk(cmd: Any, path: list[str]) -> None:  # typer vendors its own click: duck-type groups
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                walk(sub, [*path, name])
+        else:
+            out.append(path)
+
+    walk(typer.main.get_command(app), [])
+    return out
+
+
+def test_the_commands_are_grouped_by_noun() -> None:
+    paths = {" ".join(p) for p in all_commands()}
+    assert {"vector extract contrast", "vector extract finetune", "vector extract corpus",
+            "vector extract system-prompt", "vector difference", "vector choose-layer", "vector calibrate",
+            "vector card", "vector inspect", "vector info", "vector export-gguf", "vector import-gguf",
+            "finetune train", "finetune prepare", "finetune ship", "meter score", "meter compare",
+            "sweep run", "sweep report", "model prepare", "model info"} <= paths
+    assert {p.split()[0] for p in paths} == set(NOUNS)
+
+
+@pytest.mark.parametrize("path", all_commands(), ids=" ".join)
+def test_every_command_has_help(path: list[str]) -> None:
+    res = CliRunner().invoke(app, [*path, "--help"])
+    assert res.exit_code == 0, res.output
+    assert "--finetuned" not in res.output and "--tuned" not in res.output and "sft" not in res.output
