@@ -35,7 +35,7 @@ def test_inside_the_working_folder_relative_to_it(places: dict[str, Path]) -> No
 
 
 def test_under_the_home_named_by_its_variable(places: dict[str, Path]) -> None:
-    assert display(places["home"] / "runs" / "sft-cold") == "$STEERWARM_HOME/runs/sft-cold"
+    assert display(places["home"] / "runs" / "finetune-cold") == "$STEERWARM_HOME/runs/finetune-cold"
     assert display(places["home"]) == "$STEERWARM_HOME"
 
 
@@ -60,12 +60,12 @@ def test_display_paths_rewrites_path_fields_only(places: dict[str, Path]) -> Non
         "target": {"spec": "warmth=1", "path": str(places["home"] / "models" / "m"),
                    "vectors_dir": str(places["elsewhere"] / "vectors")},
         "items": {"trivia": {"path": str(places["cwd"] / "items.jsonl"), "sha256": "abc"}},
-        "params": [{"tuned_path": str(places["home"] / "ft"), "cache": "relative/cache"}],
+        "params": [{"finetune_path": str(places["home"] / "ft"), "cache": "relative/cache"}],
         "note": str(places["elsewhere"] / "not-a-path-field")}
     out = display_paths(record)
     assert out["target"] == {"spec": "warmth=1", "path": "$STEERWARM_HOME/models/m", "vectors_dir": "vectors"}
     assert out["items"]["trivia"] == {"path": "items.jsonl", "sha256": "abc"}
-    assert out["params"] == [{"tuned_path": "$STEERWARM_HOME/ft", "cache": "relative/cache"}]
+    assert out["params"] == [{"finetune_path": "$STEERWARM_HOME/ft", "cache": "relative/cache"}]
     assert out["note"] == record["note"]  # only path fields are rewritten
     assert display_paths(out) == out
     assert record["target"]["path"].startswith(str(places["home"]))  # the input is not changed
