@@ -104,7 +104,7 @@ def test_shipped_dial_vectors_are_calibrated_for_the_default_model(real: LoadedM
         vec.check_model(real.fingerprint)
         cal = vec.calibration
         assert cal is not None and cal.coef_for(0.0) == 0.0 and cal.coef_for(1.0) > 0
-        assert vec.extra["calibration_reference"]["label"] == f"reference {ref}"
+        assert vec.extra["calibration_finetune"]["label"] == f"finetune {ref}"
         assert vec.extra["layer_table"]["chosen"] == vec.layers[0]
         assert (VECTORS / f"{ref}.md").is_file()
     # the warm side warms, the cold side cools, in the meter readings stored with the curves

@@ -16,7 +16,7 @@ from steerwarm.cli.app import app
 from steerwarm.directions.sources import extract_finetune
 from steerwarm.inspect.measures import logit_lens
 from steerwarm.meter.compare import base_nll
-from steerwarm.meter.measure import Measurement, Meter, measure_curve, measure_reference
+from steerwarm.meter.measure import Measurement, Meter, measure_curve, measure_finetune
 from steerwarm.meter.summary import Summary
 from steerwarm.model.load import LoadedModel
 from steerwarm.steer.answers import AnswerLog, model_answers
@@ -33,7 +33,7 @@ def _curve(f: object, coefs: Sequence[float]) -> list[Measurement]:
     return [_m(c, f(c)) for c in coefs]  # type: ignore[operator]
 
 
-def test_synthetic_curve_maps_zero_to_zero_and_hits_the_reference_by_interpolation() -> None:
+def test_synthetic_curve_maps_zero_to_zero_and_hits_the_finetune_by_interpolation() -> None:
     coefs = [0.0, 0.1, 0.2, 0.3, 0.4, 0.6]
     curve = _curve(lambda c: 0.2 + 0.5 * math.tanh(2 * c), coefs)
     ref = _m(None, 0.5, label="warm fine-tune")
@@ -76,7 +76,7 @@ def _vector_with(cal: object) -> SteeringVector:
     return vec
 
 
-def test_cold_reference_gives_a_dial_in_units_of_coldness() -> None:
+def test_cold_finetune_gives_a_dial_in_units_of_coldness() -> None:
     curve = _curve(lambda c: 0.5 - 0.6 * c, [0.0, 0.2, 0.4, 0.6])
     cal = fit_calibration(curve, _m(None, 0.2, label="cold fine-tune"))
     assert cal.coef_for(1.0) == pytest.approx(0.5)  # 0.5 - 0.6 * 0.5 = 0.2
@@ -89,11 +89,11 @@ def test_negative_coefficients_extend_the_dial_below_zero() -> None:
     assert cal.dial[:3] == pytest.approx([-2.0, -1.0, 0.0]) and cal.coef_for(1.0) == pytest.approx(0.2)
 
 
-def test_unreachable_or_flat_reference_fails_clearly() -> None:
+def test_unreachable_or_flat_finetune_fails_clearly() -> None:
     curve = _curve(lambda c: 0.2 + 0.1 * c, [0.0, 0.2, 0.4])
-    listed = r"never reaches.*coef \+0\.4: p_warm 0\.240.*reference r: p_warm 0\.900"
+    listed = r"never reaches the fine-tune.*coef \+0\.4: p_warm 0\.240.*; finetune r: p_warm 0\.900"
     with pytest.raises(CalibrationError, match=listed):
-        fit_calibration(curve, _m(None, 0.9, label="r"))
+        fit_calibration(curve, _m(None, 0.9, label="finetune r"))
     with pytest.raises(CalibrationError, match="not warmer or colder"):
         fit_calibration(curve, _m(None, 0.2))
     with pytest.raises(CalibrationError, match="coefficient 0"):
@@ -115,7 +115,7 @@ GRID = [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0]
 
 
 def _setup(tmp_path: Path) -> tuple[LoadedModel, SteeringVector, LoadedModel]:
-    """Base, a model-diff vector at layer 1, and a reference that is the base steered at C_TRUE, made permanent."""
+    """Base, a model-diff vector at layer 1, and a fine-tune that is the base steered at C_TRUE, made permanent."""
     base_m = bias_model()
     base = as_loaded(base_m, "base")
     vec = extract_finetune(base, as_loaded(shifted(base_m, 1, 0.5 * planted()), "t"), PROMPTS, tmp_path / "x",
@@ -136,7 +136,7 @@ def _token_meter(base: LoadedModel, vec: SteeringVector) -> Meter:
     return Meter(share, lambda prompts, answers: base_nll(base, prompts, answers))
 
 
-def test_calibration_finds_the_coefficient_of_a_steered_reference(tmp_path: Path) -> None:
+def test_calibration_finds_the_coefficient_of_a_steered_finetune(tmp_path: Path) -> None:
     base, vec, ref_model = _setup(tmp_path)
     meter = _token_meter(base, vec)
     log = AnswerLog(tmp_path / "answers.jsonl")
@@ -144,13 +144,13 @@ def test_calibration_finds_the_coefficient_of_a_steered_reference(tmp_path: Path
     assert [m.coef for m in curve] == [0.0, *GRID] and curve[0].label == "base"
     base_answers = model_answers(base, PROMPTS, log, max_new_tokens=12)  # from the log: coefficient 0 is the base
     assert curve[0].nll.mean == pytest.approx(float(np.mean(base_nll(base, [p.text for p in PROMPTS], base_answers))))
-    ref = measure_reference(ref_model, PROMPTS, meter, log, label="ref", max_new_tokens=12)
+    ref = measure_finetune(ref_model, PROMPTS, meter, log, label="ref", max_new_tokens=12)
     cal = fit_calibration(curve, ref)
     assert cal.coef_for(0.0) == 0.0 and cal.coef_for(1.0) == pytest.approx(C_TRUE)
     apply_calibration(vec, cal, ref, [1])
     back = SteeringVector.load(vec.save(tmp_path / "cal.safetensors"))
-    assert back.calibration == vec.calibration and back.extra["calibration_reference"]["label"] == "ref"
-    assert back.extra["calibration_reference"]["coef"] is None
+    assert back.calibration == vec.calibration and back.extra["calibration_finetune"]["label"] == "ref"
+    assert back.extra["calibration_finetune"]["coef"] is None
     n_lines = len((tmp_path / "answers.jsonl").read_text().splitlines())
     measure_curve(base, vec, PROMPTS, GRID, meter, AnswerLog(tmp_path / "answers.jsonl"), max_new_tokens=12)
     assert len((tmp_path / "answers.jsonl").read_text().splitlines()) == n_lines  # resumed: nothing regenerated

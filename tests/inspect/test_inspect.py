@@ -162,7 +162,7 @@ def test_card_lists_provenance_cosines_and_calibration(tiny: LoadedModel, tmp_pa
     vec.calibration = Calibration(dial=[0.0, 1.0], coef=[0.0, 0.25],
                                   curve=[{"coef": 0.0, "dial": 0.0, "p_warm": 0.4}, {"coef": 0.25, "dial": 1.0,
                                                                                      "p_warm": 0.6}], note="fit")
-    vec.extra["calibration_reference"] = {"label": "reference warm", "p_warm": 0.6, "p_warm_se": 0.01, "n": 48}
+    vec.extra["calibration_finetune"] = {"label": "finetune warm", "p_warm": 0.6, "p_warm_se": 0.01, "n": 48}
     other = random_vector(tiny, seed=2, name="other")
     vec.save(tmp_path / "v.safetensors")
     other.save(tmp_path / "o.safetensors")
@@ -173,7 +173,7 @@ def test_card_lists_provenance_cosines_and_calibration(tiny: LoadedModel, tmp_pa
     text = (tmp_path / "card.md").read_text()
     cos = layer_cosines(vec, other)
     assert "| layer | corpus |" in text and f"| 1 | {cos[1]:.4f} |" in text
-    assert "1 = the reference `reference warm` (p_warm 0.6000 ± 0.0100, n 48)" in text
+    assert "1 = the fine-tune `finetune warm` (p_warm 0.6000 ± 0.0100, n 48)" in text
     assert "| 1.0000 | 0.2500 |" in text  # the dial -> coef table
     assert "made with: `steerwarm vector calibrate`" in text and "## Layer choice" in text
     bad = CliRunner().invoke(app, ["vector", "card", str(tmp_path / "v.safetensors"), "--against", "nolabel",

@@ -24,7 +24,7 @@ DEFAULT_COEFS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
 
 
 class CalibrationError(ValueError):
-    """The measured curve cannot be turned into a dial (for example it never reaches the reference)."""
+    """The measured curve cannot be turned into a dial (for example it never reaches the fine-tune)."""
 
 
 # -- calibration ------------------------------------------------------------------------------------------------------
@@ -36,22 +36,23 @@ def _isotonic(xs: Sequence[float], ys: Sequence[float]) -> list[float]:
     return [float(v) for v in IsotonicRegression(increasing=True).fit_transform(list(xs), list(ys))]
 
 
-def _describe(curve: Sequence[Measurement], reference: Measurement) -> str:
+def _describe(curve: Sequence[Measurement], finetune: Measurement) -> str:
     pts = "; ".join(f"coef {m.coef or 0.0:+g}: p_warm {m.p_warm.mean:.3f} ± {m.p_warm.se:.3f}" for m in curve)
-    ref = reference.p_warm
-    return f"measured {pts}; reference {reference.label}: p_warm {ref.mean:.3f} ± {ref.se:.3f}"
+    ref = finetune.p_warm
+    return f"measured {pts}; {finetune.label}: p_warm {ref.mean:.3f} ± {ref.se:.3f}"
 
 
-def fit_calibration(curve: Sequence[Measurement], reference: Measurement) -> Calibration:
-    """A monotone dial from measured points (coefficient 0 among them) and a reference (see module invariants)."""
+def fit_calibration(curve: Sequence[Measurement], finetune: Measurement) -> Calibration:
+    """A monotone dial from measured points (coefficient 0 among them) and a fine-tune's reading (see the module
+    invariants)."""
     if any(m.coef is None for m in curve):
         raise CalibrationError("every point of the curve needs a coefficient")
     base = next((m for m in curve if m.coef == 0), None)
     if base is None:
         raise CalibrationError("the curve needs a measurement at coefficient 0 (the base model)")
-    denom = reference.p_warm.mean - base.p_warm.mean
+    denom = finetune.p_warm.mean - base.p_warm.mean
     if not math.isfinite(denom) or abs(denom) < 1e-9:
-        raise CalibrationError(f"the reference is not warmer or colder than the base: {_describe(curve, reference)}")
+        raise CalibrationError(f"the fine-tune is not warmer or colder than the base: {_describe(curve, finetune)}")
     raw = {float(m.coef or 0.0): (m.p_warm.mean - base.p_warm.mean) / denom for m in curve}
     pos = sorted(c for c in raw if c > 0)
     neg = sorted(c for c in raw if c < 0)
@@ -69,8 +70,8 @@ def fit_calibration(curve: Sequence[Measurement], reference: Measurement) -> Cal
     hit = next((i for i, (_, d) in enumerate(knots) if d >= 1.0), None)
     if hit is None:
         top = max(fitted[c] for c in pos) if pos else 0.0
-        raise CalibrationError(f"the steered curve never reaches the reference (fitted dial reaches {top:.3f} of 1); "
-                               f"{_describe(curve, reference)}; measure larger coefficients (--coefs)")
+        raise CalibrationError(f"the steered curve never reaches the fine-tune (fitted dial reaches {top:.3f} of 1); "
+                               f"{_describe(curve, finetune)}; measure larger coefficients (--coefs)")
     (c0, d0), (c1, d1) = knots[hit - 1], knots[hit]
     if d1 > 1.0:
         knots.insert(hit, (c0 + (1.0 - d0) / (d1 - d0) * (c1 - c0), 1.0))
@@ -80,16 +81,16 @@ def fit_calibration(curve: Sequence[Measurement], reference: Measurement) -> Cal
         row = m.row()
         row.update(dial_raw=raw[float(m.coef or 0.0)], dial=fitted[float(m.coef or 0.0)])
         rows.append(row)
-    note = (f"dial = (p_warm - base) / (reference - base), reference {reference.label} p_warm "
-            f"{reference.p_warm.mean:.4f} ± {reference.p_warm.se:.4f}, base {base.p_warm.mean:.4f} ± "
+    note = (f"dial = (p_warm - base) / (fine-tune - base), {finetune.label} p_warm "
+            f"{finetune.p_warm.mean:.4f} ± {finetune.p_warm.se:.4f}, base {base.p_warm.mean:.4f} ± "
             f"{base.p_warm.se:.4f}; isotonic fit anchored at 0; dial 1 at coef {knots[hit][0]:.4f} by interpolation")
     return Calibration(dial=[d for _, d in points], coef=[c for c, _ in points], curve=rows, note=note)
 
 
-def apply_calibration(vector: SteeringVector, calibration: Calibration, reference: Measurement,
+def apply_calibration(vector: SteeringVector, calibration: Calibration, finetune: Measurement,
                       layers: Sequence[int] | None = None) -> None:
-    """Store the calibration (for the layers it was measured at) and the reference's readings on the vector."""
+    """Store the calibration (for the layers it was measured at) and the fine-tune's readings on the vector."""
     if layers is not None:
         vector.layers = list(layers)
     vector.calibration = calibration
-    vector.extra["calibration_reference"] = reference.row()
+    vector.extra["calibration_finetune"] = finetune.row()

@@ -237,7 +237,7 @@ def calibrate_command(
     """Map the warmth dial to raw coefficients: dial 1 = as warm (or cold) as the fine-tune's answers."""
     from steerwarm.calibrate.dial import CalibrationError, apply_calibration, fit_calibration
     from steerwarm.corpus.validation import validation_prompts
-    from steerwarm.meter.measure import Meter, measure_curve, measure_reference
+    from steerwarm.meter.measure import Meter, measure_curve, measure_finetune
     from steerwarm.steer.answers import AnswerLog
     from steerwarm.steer.vector import SteeringVector
 
@@ -254,7 +254,7 @@ def calibrate_command(
     meter = Meter.default(base_model)
     log = AnswerLog(cache / "answers.jsonl" if cache else None)
     use = parse_layers(layers)
-    ref = measure_reference(finetuned, prompts, meter, log, label=f"reference {label}", max_new_tokens=max_tokens)
+    ref = measure_finetune(finetuned, prompts, meter, log, label=f"finetune {label}", max_new_tokens=max_tokens)
     curve = measure_curve(base_model, vec, prompts, grid, meter, log, layers=use, max_new_tokens=max_tokens)
     _print_table(f"steered base model, {len(prompts)} prompts; fine-tune {label}: p_warm {ref.p_warm}",
                  ("coef", "p_warm", "NLL"), [(f"{m.coef or 0.0:+g}", str(m.p_warm), str(m.nll)) for m in curve])

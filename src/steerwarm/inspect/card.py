@@ -32,10 +32,10 @@ def vector_card(vec: SteeringVector, against: Mapping[str, SteeringVector], *, m
     if made_by:
         md.append(f"- made with: {made_by}")
     if vec.calibration is not None:
-        ref = vec.extra.get("calibration_reference", {})
+        ref = vec.extra.get("calibration_finetune", {})
         nan = float("nan")
         md.append(f"- dial: warmth w steers layers {vec.layers} with raw coefficient coef(w) x typical norm "
-                  f"(table below); 1 = the reference `{ref.get('label', '?')}` (p_warm {ref.get('p_warm', nan):.4f}"
+                  f"(table below); 1 = the fine-tune `{ref.get('label', '?')}` (p_warm {ref.get('p_warm', nan):.4f}"
                   f" ± {ref.get('p_warm_se', nan):.4f}, n {ref.get('n', '?')})")
     md += ["", "## Cosines with the other sources", ""]
     if against:

@@ -2,7 +2,7 @@
 negative log-likelihood of the answer given the prompt), as mean and bootstrap standard error over prompts.
 
 Invariants:
-- Steered and reference answers are greedy, on the same prompts with one token budget, cached in an answer log.
+- Steered and fine-tune answers are greedy, on the same prompts with one token budget, cached in an answer log.
 - Coefficient 0 is the unsteered base model; `Meter` is injectable so tests can measure without a classifier.
 """
 
@@ -43,7 +43,7 @@ class Meter:
 
 @dataclass(frozen=True)
 class Measurement:
-    """Meter readings of one set of answers: steered at `coef`, or a reference model (label says which)."""
+    """Meter readings of one set of answers: steered at `coef`, or a fine-tune (label says which)."""
 
     label: str
     coef: float | None
@@ -73,9 +73,9 @@ def measure_curve(loaded: LoadedModel, vector: SteeringVector, prompts: Sequence
                             batch_size=batch_size) for c in grid]
 
 
-def measure_reference(finetuned: LoadedModel, prompts: Sequence[ValidationPrompt], meter: Meter, log: AnswerLog, *,
+def measure_finetune(finetuned: LoadedModel, prompts: Sequence[ValidationPrompt], meter: Meter, log: AnswerLog, *,
                       label: str, max_new_tokens: int = 96, batch_size: int = 8) -> Measurement:
-    """Meter readings of a reference model's own greedy answers (a fine-tune), scored like the steered ones."""
+    """Meter readings of a fine-tune's own greedy answers, scored like the steered ones."""
     answers = model_answers(finetuned, prompts, log, max_new_tokens=max_new_tokens, batch_size=batch_size,
                             desc=f"answers {label}")
     return meter.measure(label, None, prompts, answers)
