@@ -27,8 +27,8 @@ from steerwarm.meter.measure import Meter
 from steerwarm.model.load import LoadedModel
 from steerwarm.records import KILL_ENV, read_records
 from steerwarm.steer.vector import Calibration
+from steerwarm.sweep.folder import METER_JSONL
 from steerwarm.sweep.run import (
-    METER_JSONL,
     SweepConfig,
     dial_label,
     dial_slug,

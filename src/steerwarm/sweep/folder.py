@@ -23,8 +23,10 @@ from steerwarm.records import read_records
 if TYPE_CHECKING:
     import pandas as pd
 
-SWEEP_JSON = "sweep.json"
-METER_JSONL = "meter.jsonl"
+SWEEP_JSON = "sweep.json"  # the settings lock and the points (written by sweep.run)
+METER_JSONL = "meter.jsonl"  # one warmth-meter row per point
+METER_ANSWERS = "meter-answers.jsonl"  # the meter's answer cache
+RUNS = "runs"  # one benchmark run folder per point
 
 
 # -- loading --------------------------------------------------------------------------------------------------------
@@ -113,13 +115,22 @@ def load_sweep(sweep_dir: Path) -> Sweep:
 
 
 # -- meter ----------------------------------------------------------------------------------------------------------
+def meter_rows(sweep_dir: Path) -> dict[str, dict[str, Any]]:
+    """meter.jsonl rows by point label (a torn last line is dropped: its point is metered again)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for row in read_records(Path(sweep_dir) / METER_JSONL):
+        if isinstance(row.get("label"), str):
+            rows.setdefault(row["label"], row)
+    return rows
+
+
 def read_meter(sweep: Sweep) -> list[dict[str, Any]] | None:
-    path = sweep.dir / METER_JSONL
-    if not path.is_file():
+    """The meter rows of a sweep with each point's kind, spec and dial position; None without a meter file."""
+    if not (sweep.dir / METER_JSONL).is_file():
         return None
     by_label = {p.label: p for p in sweep.points}
     rows = []
-    for r in read_records(path):  # a torn last line (a kill mid-write) is ignored
+    for r in meter_rows(sweep.dir).values():
         point = by_label.get(r.get("label", ""))
         kind = r.get("kind") or (point.kind if point else "dial")
         x = point.x if point else (r.get("warmth") if kind == "dial" else None)

@@ -55,7 +55,8 @@ from steerwarm.bench.store import RunStore
 from steerwarm.bench.summary import build_summary
 from steerwarm.model.load import DEFAULT_MODEL, DTYPES
 from steerwarm.paths import display, shipped_vectors
-from steerwarm.records import SettingsLock, append_records, read_records
+from steerwarm.records import SettingsLock, append_records
+from steerwarm.sweep.folder import METER_ANSWERS, METER_JSONL, RUNS, SWEEP_JSON, meter_rows
 from steerwarm.targets.registry import GenSettings, LocalTarget, Target
 
 if TYPE_CHECKING:
@@ -65,10 +66,6 @@ if TYPE_CHECKING:
     from steerwarm.steer.dial import Dial
     from steerwarm.steer.vector import SteeringVector
 
-SWEEP_JSON = "sweep.json"
-METER_JSONL = "meter.jsonl"
-METER_ANSWERS = "meter-answers.jsonl"
-RUNS = "runs"
 SWEEP_RESULT_KEYS = ("model", "dtype", "mode", "tasks", "items", "contexts", "seed", "limit", "per_item",
                      "templates", "conditions", "generation", "units", "vectors", "layers", "meter_prompts",
                      "meter_tokens")
@@ -335,15 +332,6 @@ def _points(warmths: Sequence[float], references: Sequence[str], dial: Dial) -> 
 
 
 # -- the meter --------------------------------------------------------------------------------------------------------
-def read_meter(sweep_dir: Path) -> dict[str, dict[str, Any]]:
-    """meter.jsonl rows by label (a torn last line is dropped: its point is metered again)."""
-    rows: dict[str, dict[str, Any]] = {}
-    for row in read_records(Path(sweep_dir) / METER_JSONL):
-        if isinstance(row.get("label"), str):
-            rows.setdefault(row["label"], row)
-    return rows
-
-
 def meter_point(target: Target, point: SweepPoint, prompts: Sequence[ValidationPrompt], meter: Meter,
                 answers_path: Path, *, max_tokens: int = 64, batch_size: int = 8) -> dict[str, Any]:
     """Greedy answers of `target` (steered at the point, or the reference model itself) to `prompts`, through the
@@ -427,7 +415,7 @@ def run_sweep(cfg: SweepConfig, *, progress: bool = True,
     write_sweep()
 
     done = {p.label: len(set(RunStore(out / p.run).load()) & ids) for p in todo}
-    metered = read_meter(out) if cfg.meter_prompts else {}
+    metered = meter_rows(out) if cfg.meter_prompts else {}
     mprompts: list[ValidationPrompt] = []
     if cfg.meter_prompts:
         from steerwarm.corpus.validation import validation_prompts
