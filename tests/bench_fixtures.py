@@ -18,13 +18,9 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
-from transformers import PreTrainedTokenizerFast
 
-from steerwarm.model.load import LoadedModel, fingerprint
-from tests.conftest import CHAT_TEMPLATE, WORDS, make_tiny_model
-
-SPECIALS = ["<unk>", "<pad>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
+from steerwarm.model.load import LoadedModel
+from tests.conftest import loaded, make_tiny_model, make_tokenizer
 
 
 @pytest.fixture(autouse=True)
@@ -42,24 +38,9 @@ def one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def make_bench_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {w: i for i, w in enumerate(SPECIALS + WORDS)}  # same ids as tests.conftest.make_tokenizer
-    tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tk.normalizer = normalizers.Lowercase()
-    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    tk.decoder = decoders.WordPiece(prefix="##")
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
-                                  eos_token="<|im_end|>", additional_special_tokens=["<|im_start|>"])
-    tok.chat_template = CHAT_TEMPLATE
-    tok.padding_side = "left"
-    return tok
-
-
 @pytest.fixture()
 def btiny() -> LoadedModel:
-    model = make_tiny_model()
-    return LoadedModel(model=model, tokenizer=make_bench_tokenizer(), name="btiny", path=Path("."),
-                       fingerprint=fingerprint(model))
+    return loaded(make_tiny_model(), make_tokenizer(bench=True), "btiny")
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +48,7 @@ def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model and its bench tokenizer saved as a model folder (a checkpoint target)."""
     folder = tmp_path_factory.mktemp("tiny-model")
     make_tiny_model().save_pretrained(str(folder))
-    make_bench_tokenizer().save_pretrained(str(folder))
+    make_tokenizer(bench=True).save_pretrained(str(folder))
     return folder
 
 

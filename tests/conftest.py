@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from steerwarm.model.load import LoadedModel, fingerprint
@@ -31,17 +31,28 @@ CHAT_TEMPLATE = (
 )
 
 
-def make_tokenizer() -> PreTrainedTokenizerFast:
+def make_tokenizer(*, bench: bool = False) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over WORDS with ChatML-like specials. `bench`: also lowercase and split punctuation
+    (benchmark prompts are sentences) and mark <|im_start|> as special; the ids are the same either way."""
     specials = ["<unk>", "<pad>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
     vocab = {w: i for i, w in enumerate(specials + WORDS)}
     tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    if bench:
+        tk.normalizer = normalizers.Lowercase()
+        tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    else:
+        tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tk.decoder = decoders.WordPiece(prefix="##")
+    extra = {"additional_special_tokens": ["<|im_start|>"]} if bench else {}
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>", bos_token="<s>",
-                                  eos_token="<|im_end|>")
+                                  eos_token="<|im_end|>", **extra)
     tok.chat_template = CHAT_TEMPLATE
     tok.padding_side = "left"
     return tok
+
+
+def loaded(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, name: str) -> LoadedModel:
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name, path=Path("."), fingerprint=fingerprint(model))
 
 
 def make_tiny_model(seed: int = 0, layers: int = 3, dtype: torch.dtype = torch.float32) -> LlamaForCausalLM:
@@ -58,9 +69,7 @@ def make_tiny_model(seed: int = 0, layers: int = 3, dtype: torch.dtype = torch.f
 
 @pytest.fixture()
 def tiny() -> LoadedModel:
-    model = make_tiny_model()
-    return LoadedModel(model=model, tokenizer=make_tokenizer(), name="tiny", path=Path("."),
-                       fingerprint=fingerprint(model))
+    return loaded(make_tiny_model(), make_tokenizer(), "tiny")
 
 
 def random_vector(loaded: LoadedModel, layers: list[int] | None = None, seed: int = 1,

@@ -12,7 +12,16 @@ from typing import Annotated, Any
 import typer
 
 from steerwarm.bench import TASKS
-from steerwarm.cli.options import console, fail, json_object, parse_csv, parse_items, parse_tasks, passive_openmp
+from steerwarm.cli.options import (
+    ThreadsOpt,
+    console,
+    fail,
+    json_object,
+    parse_csv,
+    parse_items,
+    parse_tasks,
+    torch_threads,
+)
 
 app = typer.Typer(help="The paper's conditioned error benchmark, for any target.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -64,15 +73,11 @@ def run_cmd(
     retries: Annotated[int, typer.Option(min=0, help="Retries per endpoint request (exponential backoff).")] = 5,
     tokenizer: Annotated[str | None, typer.Option(help="Endpoint likelihood: local tokenizer/chat template "
                                                        "(default: --model).")] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: torch's choice).")] = None,
+    threads: ThreadsOpt = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Score a target on the benchmark; appends one line per prompt to OUT/results.jsonl and writes summary.json."""
-    passive_openmp()
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+    torch_threads(threads)
     from steerwarm.bench.errors import DataFileError
     from steerwarm.bench.judge import Judge
     from steerwarm.bench.runner import RunConfig, run_benchmark

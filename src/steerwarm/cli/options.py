@@ -19,6 +19,7 @@ console = Console(emoji=False, highlight=False)  # ":anger:" in condition names 
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model name, local folder or cached hub id.")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="float32 or bfloat16.")]
+ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: torch's choice).")]
 
 
 def fail(msg: str) -> NoReturn:
@@ -71,6 +72,15 @@ def passive_openmp() -> None:
 
     if "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def torch_threads(threads: int | None) -> None:
+    """Before a long CPU job: passive OpenMP waiting (see `passive_openmp`) and, when given, torch's thread count."""
+    passive_openmp()
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def parse_csv(text: str | None) -> list[str] | None:

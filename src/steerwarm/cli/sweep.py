@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from steerwarm.bench import TASKS
-from steerwarm.cli.options import console, fail, parse_csv, parse_items, parse_tasks, passive_openmp
+from steerwarm.cli.options import ThreadsOpt, console, fail, parse_csv, parse_items, parse_tasks, torch_threads
 from steerwarm.paths import paper_summary_data
 
 app = typer.Typer(help="Sweep the warmth dial over the benchmark, with fine-tunes as references; report it.",
@@ -73,15 +73,11 @@ def run_cmd(
     batch_size: Annotated[int, typer.Option(min=1, help="Prompts per forward pass.")] = 16,
     max_tokens: Annotated[int, typer.Option(min=1, help="Generate mode: new tokens.")] = 300,
     temperature: Annotated[float, typer.Option(min=0.0, help="Generate mode: sampling temperature.")] = 0.8,
-    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: torch's choice).")] = None,
+    threads: ThreadsOpt = None,
     progress: Annotated[bool, typer.Option(help="Show the overall progress bar.")] = True,
 ) -> None:
     """Run the benchmark at every dial value (one model load) and for each reference; resumable."""
-    passive_openmp()
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
+    torch_threads(threads)
     from steerwarm.bench.errors import DataFileError
     from steerwarm.bench.store import ConfigMismatchError
     from steerwarm.model.load import ModelNotFoundError
