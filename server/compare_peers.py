@@ -12,7 +12,8 @@ still in flight then are cancelled; their streamed tokens inside the window stil
           server reports it, else from its content chunks; they are spread over its chunks' arrival times)
   req/s   requests completed inside the window / window
   p50/p95 latency of the requests that completed inside the window (send to last byte)
-  ttft    mean time to first token (first content chunk) of the requests that started inside the window
+  ttft    mean time to first token (send to first content chunk) of the requests whose first token came inside
+          the window
 and, per level, every target's ratio to the first target.
 
 --warmth-mix=-1,-0.5,0,0.5,1 adds, for each target named by --mix-on (default: the first), a variant "NAME~mix" in
@@ -23,7 +24,7 @@ Only loopback addresses (127.0.0.0/8, ::1, localhost) unless --allow-remote. Bou
 and at --max-requests; every request has a --timeout. --json OUT writes the raw per-request records.
 
     .venv/bin/python server/compare_peers.py \\
-        --url steerwarm=http://127.0.0.1:8000/v1 --url vllm=http://127.0.0.1:8001/v1#HuggingFaceTB/SmolLM2-135M-Instruct \\
+        --url steerwarm=http://127.0.0.1:8000/v1 --url vllm=http://127.0.0.1:8001/v1#smollm2-135m \\
         --levels 1 4 16 --duration 30 --warmth-mix=-1,-0.5,0,0.5,1 --json /tmp/peers.json
 """
 
@@ -93,8 +94,8 @@ class Run:
             weight = (r.usage / len(r.chunks)) if r.usage else 1.0
             tokens += weight * sum(1 for t in r.chunks if w0 <= t <= w1)
         done = [r for r in self.records if r.end is not None and r.error is None and w0 <= r.end <= w1]
-        lat = sorted(r.end - r.start for r in done)
-        ttft = [r.first - r.start for r in self.records if r.first is not None and w0 <= r.start <= w1]
+        lat = sorted(r.end - r.start for r in done if r.end is not None)
+        ttft = [r.first - r.start for r in self.records if r.first is not None and w0 <= r.first <= w1]
         errors = sum(1 for r in self.records if r.error and r.error != "cancelled")
         return {"tok_s": tokens / span if span > 0 else float("nan"),
                 "req_s": len(done) / span if span > 0 else float("nan"),
@@ -119,7 +120,7 @@ def _is_loopback(host: str) -> bool:
         infos = socket.getaddrinfo(host, None)
     except OSError:
         return False
-    return bool(infos) and all(ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback for i in infos)
+    return bool(infos) and all(ipaddress.ip_address(str(i[4][0]).split("%")[0]).is_loopback for i in infos)
 
 
 def parse_target(spec: str, allow_remote: bool) -> Target:
@@ -149,7 +150,7 @@ async def resolve_model(client: httpx.AsyncClient, target: Target) -> None:
 
 async def one_request(client: httpx.AsyncClient, target: Target, prompt: str, warmth: float | None,
                       args: argparse.Namespace, t0: float, rec: Record) -> None:
-    body: dict = {"model": target.model, "messages": [{"role": "user", "content": prompt}],
+    body: dict[str, object] = {"model": target.model, "messages": [{"role": "user", "content": prompt}],
                   "temperature": 0, "max_tokens": args.max_tokens, "stream": True,
                   "stream_options": {"include_usage": True}}
     if warmth is not None:
@@ -201,7 +202,7 @@ async def run_level(target: Target, clients: int, rnd: int, args: argparse.Names
                     rec.error = "cancelled"
                     rec.tokens = rec.usage if rec.usage is not None else len(rec.chunks)
                     raise
-                except Exception as exc:  # noqa: BLE001 - recorded and counted, the run goes on
+                except Exception as exc:
                     rec.error = f"{type(exc).__name__}: {exc}"
                     await asyncio.sleep(0.2)
                 k += 1
@@ -210,7 +211,7 @@ async def run_level(target: Target, clients: int, rnd: int, args: argparse.Names
         all_done = asyncio.gather(*tasks, return_exceptions=True)
         try:
             await asyncio.wait_for(asyncio.shield(all_done), timeout=args.duration)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         w1 = min(time.perf_counter() - t0, args.duration)
         stop.set()
@@ -238,7 +239,7 @@ def print_tables(runs: list[Run], targets: list[Target], levels: list[int]) -> N
             lat = sorted(r.end - r.start for run in mine for r in run.records
                          if r.end is not None and r.error is None and run.window[0] <= r.end <= run.window[1])
             ttft = [r.first - r.start for run in mine for r in run.records
-                    if r.first is not None and run.window[0] <= r.start <= run.window[1]]
+                    if r.first is not None and run.window[0] <= r.first <= run.window[1]]
             rows[name] = {"tok_s": sum(p["tok_s"] * p["window"] for p in parts) / span if span else float("nan"),
                           "req_s": sum(p["req_s"] * p["window"] for p in parts) / span if span else float("nan"),
                           "p50": _pct(lat, 0.5), "p95": _pct(lat, 0.95),

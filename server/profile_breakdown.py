@@ -92,7 +92,7 @@ def main() -> None:
     ap.add_argument("profile", help="py-spy --format raw --threads output")
     ap.add_argument("--worker", default="steerwarm-engine", help="name of the engine's thread")
     args = ap.parse_args()
-    cats: collections.Counter[str] = collections.Counter()
+    cats: collections.Counter[tuple[bool, str]] = collections.Counter()
     phase: collections.Counter[str] = collections.Counter()
     threads: collections.Counter[str] = collections.Counter()
     worker_total = 0
@@ -113,9 +113,9 @@ def main() -> None:
                   "decode (Engine._decode)" if _has(frames, "Engine._decode") else "other"] += n
     total = sum(threads.values())
     print(f"samples: {total} in all; by thread: " + ", ".join(f"{t}: {n}" for t, n in threads.most_common()))
-    print(f"worker phases: " + ", ".join(f"{p} {100 * n / worker_total:.1f}%" for p, n in phase.most_common()))
+    print("worker phases: " + ", ".join(f"{p} {100 * n / worker_total:.1f}%" for p, n in phase.most_common()))
     print(f"\n{'category':<52}{'samples':>8}{'% worker':>10}{'% all':>8}")
-    groups: collections.Counter[str] = collections.Counter()
+    groups: collections.Counter[tuple[bool, str]] = collections.Counter()
     for (worker, cat), n in sorted(cats.items(), key=lambda kv: -kv[1]):
         share = f"{100 * n / worker_total:.1f}" if worker and worker_total else "-"
         print(f"{cat:<52}{n:>8}{share:>10}{100 * n / total:>8.1f}")
