@@ -309,6 +309,9 @@ def main(argv: list[str] | None = None) -> None:
                 s = run.stats()
                 print(f"round {rnd + 1} {t.name:<20} {level:>3} clients: {fmt(s['tok_s'])} tok/s, "
                       f"{s['completed']} done, {s['errors']} errors", file=sys.stderr, flush=True)
+                first_error = next((r.error for r in run.records if r.error and r.error != "cancelled"), None)
+                if first_error:
+                    print(f"    first error: {first_error[:300]}", file=sys.stderr, flush=True)
                 runs.append(run)
     print_tables(runs, targets, args.levels)
     if args.json:
