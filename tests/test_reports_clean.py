@@ -14,9 +14,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # Top folders that only ever hold one machine's files: homes, the root user's home, this workplace, temporary files.
+APP = "steerwarm"  # a user cache dir of ours: <cache>/steerwarm
 MACHINE_TOPS = ("root", "home", "Users", "work", "tmp", "var/folders")
 MACHINE_PATH = re.compile(
-    r"(?<![\w.$-])(?:/(?:" + "|".join(MACHINE_TOPS) + r")/|[A-Za-z]:\\\\?Users\\\\?|~/\.cache/|/\.cache/steerwarm)")
+    r"(?<![\w.$-])(?:/(?:" + "|".join(MACHINE_TOPS) + r")/|[A-Za-z]:\\\\?Users\\\\?|~/\.cache/|/\.cache/"
+    + APP + ")")
 
 
 def committed_files() -> list[Path]:
