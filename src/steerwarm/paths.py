@@ -75,11 +75,6 @@ def corpus_data() -> Path:
     return package_dir("steerwarm.corpus") / "data"
 
 
-def starter_corpus() -> Path:
-    """The small hand-written warm/cold starter texts (`warm.jsonl`, `cold.jsonl`)."""
-    return package_dir("steerwarm.corpus") / "starter"
-
-
 def source_checkout() -> Path | None:
     """The repository folder when steerwarm runs from a source checkout (an editable install), else None."""
     here = package_dir("steerwarm")

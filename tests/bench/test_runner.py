@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 
 from steerwarm.bench.errors import DataFileError
 from steerwarm.bench.runner import RunConfig, run_benchmark
-from steerwarm.bench.store import ConfigMismatchError, RunStore
+from steerwarm.bench.store import RunStore
 from steerwarm.cli.app import app
 from steerwarm.model.load import LoadedModel
 from steerwarm.paths import default_contexts, display
-from steerwarm.records import KILL_ENV, DamagedLogError, read_records
+from steerwarm.records import KILL_ENV, DamagedLogError, SettingsMismatchError, read_records
 from steerwarm.steer.vector import Calibration
 from steerwarm.targets.registry import GenSettings, LocalTarget, parse_target
 from tests.conftest import random_vector
@@ -57,9 +57,9 @@ def test_run_writes_results_and_summary(tiny_folder: Path, tiny_items: dict[str,
     assert run["config"]["target"]["kind"] == "folder" and len(run["sessions"]) == 1
     again = run_benchmark(_cfg(tmp_path / "run", tiny_items), target, progress=False)
     assert again.scored_now == 0 and len(_lines(tmp_path / "run" / "results.jsonl")) == N_PROMPTS
-    with pytest.raises(ConfigMismatchError, match="'seed'"):
+    with pytest.raises(SettingsMismatchError, match="'seed'"):
         run_benchmark(_cfg(tmp_path / "run", tiny_items, seed=1), target, progress=False)
-    with pytest.raises(ConfigMismatchError, match="'mode'"):
+    with pytest.raises(SettingsMismatchError, match="'mode'"):
         run_benchmark(_cfg(tmp_path / "run", tiny_items, mode="generate"), target, progress=False)
 
 

@@ -20,12 +20,11 @@ from steerwarm.bench.contexts import load_contexts
 from steerwarm.bench.items import load_task_items
 from steerwarm.bench.prompts import build_grid
 from steerwarm.bench.runner import RunConfig, per_item_subsample, run_benchmark
-from steerwarm.bench.store import ConfigMismatchError
 from steerwarm.cli.app import app
 from steerwarm.meter.compare import base_nll
 from steerwarm.meter.measure import Meter
 from steerwarm.model.load import LoadedModel
-from steerwarm.records import KILL_ENV, read_records
+from steerwarm.records import KILL_ENV, SettingsMismatchError, read_records
 from steerwarm.steer.vector import Calibration
 from steerwarm.sweep.folder import METER_JSONL
 from steerwarm.sweep.run import (
@@ -123,12 +122,12 @@ def test_bench_run_per_item_is_result_defining(tiny_folder: Path, tiny_items: di
 
     res = run_benchmark(cfg(3), target, progress=False)
     assert res.total == 3 and json.loads((tmp_path / "run" / "run.json").read_text())["config"]["per_item"] == 3
-    with pytest.raises(ConfigMismatchError, match="'per_item'"):
+    with pytest.raises(SettingsMismatchError, match="'per_item'"):
         run_benchmark(cfg(4), target, progress=False)
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     del run["config"]["per_item"]  # a folder written before per_item existed held every prompt
     (tmp_path / "run" / "run.json").write_text(json.dumps(run))
-    with pytest.raises(ConfigMismatchError, match="'per_item' was None"):
+    with pytest.raises(SettingsMismatchError, match="'per_item' was None"):
         run_benchmark(cfg(3), target, progress=False)
 
 
@@ -200,9 +199,9 @@ def test_sweep_end_to_end(tiny_folder: Path, tiny_items: dict[str, Path], dial_d
     assert len(_lines(out / METER_JSONL)) == 4
     assert json.loads((out / "sweep.json").read_text())["sessions"] == sweep["sessions"]
 
-    with pytest.raises(ConfigMismatchError, match="'seed'"):
+    with pytest.raises(SettingsMismatchError, match="'seed'"):
         run_sweep(_sweep_cfg(out, tiny_folder, tiny_items, dial_dir, seed=1), progress=False, meter=word_meter)
-    with pytest.raises(ConfigMismatchError, match="'vectors'"):
+    with pytest.raises(SettingsMismatchError, match="'vectors'"):
         run_sweep(_sweep_cfg(out, tiny_folder, tiny_items, dial_dir, layers=[2]), progress=False, meter=word_meter)
 
     # a point added later joins the folder; the others stay listed and untouched

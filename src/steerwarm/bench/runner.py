@@ -41,10 +41,10 @@ from steerwarm.bench.prompts import TEMPLATES, Prompt, build_grid
 from steerwarm.bench.replies import replies
 from steerwarm.bench.scoring import Verdict, likelihood_verdict, matcher_verdict
 from steerwarm.bench.seeding import short_hash, stable_int
-from steerwarm.bench.store import ConfigMismatchError, RunStore
+from steerwarm.bench.store import RunStore
 from steerwarm.bench.summary import build_summary
 from steerwarm.paths import display_paths
-from steerwarm.records import Difference
+from steerwarm.records import Difference, SettingsMismatchError
 from steerwarm.targets.registry import GenSettings, Target
 
 MODES = ("likelihood", "generate")
@@ -167,7 +167,7 @@ def run_benchmark(cfg: RunConfig, target: Target, *, judge: Judge | None = None,
         run["config"] = display_paths(run["config"])  # made by an older version: absolute paths
         store.write_run(run)
     if run is not None and "per_item" not in run["config"] and cfg.per_item is not None:
-        raise ConfigMismatchError(store.run_json, [Difference("per_item", None, cfg.per_item)])
+        raise SettingsMismatchError(store.run_json, [Difference("per_item", None, cfg.per_item)])
     if run is not None:
         old_items = run["config"].get("items", {})
         new_items: dict[str, Any] = {s.task: s.describe() for s in itemsets}

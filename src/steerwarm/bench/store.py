@@ -19,13 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from steerwarm.bench.errors import DataFileError
-from steerwarm.records import RecordLog, SettingsLock, SettingsMismatchError, read_numbered, write_json
+from steerwarm.records import RecordLog, SettingsLock, read_numbered, write_json
 
 RESULTS = "results.jsonl"
 RUN_JSON = "run.json"
 SUMMARY = "summary.json"
 
-ConfigMismatchError = SettingsMismatchError  # the name the bench and sweep CLIs catch
 
 
 class RunStore:
@@ -61,7 +60,7 @@ class RunStore:
 
     def open_run(self, config: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
         """run.json for this configuration: created, or checked against the stored one on the `keys` that define
-        results (a mismatch raises `ConfigMismatchError` naming the fields); other fields (more tasks, a larger
+        results (a mismatch raises `SettingsMismatchError` naming the fields); other fields (more tasks, a larger
         limit) are refreshed."""
         return self.lock(keys).open(config, sessions=[])
 

@@ -81,8 +81,8 @@ def run_cmd(
     from steerwarm.bench.errors import DataFileError
     from steerwarm.bench.judge import Judge
     from steerwarm.bench.runner import RunConfig, run_benchmark
-    from steerwarm.bench.store import ConfigMismatchError
     from steerwarm.model.load import ModelNotFoundError
+    from steerwarm.records import SettingsMismatchError
     from steerwarm.targets.endpoint import EndpointClient, EndpointError
     from steerwarm.targets.registry import GenSettings, parse_target
 
@@ -102,7 +102,7 @@ def run_cmd(
             judge_obj = Judge(EndpointClient(judge, api_key_env=api_key_env, concurrency=concurrency,
                                              retries=retries))
         res = run_benchmark(cfg, tgt, judge=judge_obj, progress=progress)
-    except (DataFileError, ConfigMismatchError, ModelNotFoundError, EndpointError, FileNotFoundError,
+    except (DataFileError, SettingsMismatchError, ModelNotFoundError, EndpointError, FileNotFoundError,
             ValueError, KeyError) as exc:
         fail(str(exc))
         return

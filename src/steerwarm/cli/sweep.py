@@ -79,8 +79,8 @@ def run_cmd(
     """Run the benchmark at every dial value (one model load) and for each reference; resumable."""
     torch_threads(threads)
     from steerwarm.bench.errors import DataFileError
-    from steerwarm.bench.store import ConfigMismatchError
     from steerwarm.model.load import ModelNotFoundError
+    from steerwarm.records import SettingsMismatchError
     from steerwarm.sweep.run import SweepConfig, parse_warmths, point_line, run_sweep
     from steerwarm.targets.endpoint import EndpointError
     from steerwarm.targets.registry import GenSettings
@@ -95,7 +95,7 @@ def run_cmd(
                           gen=GenSettings(max_tokens=max_tokens, temperature=temperature),
                           meter_prompts=meter_prompts, meter_tokens=meter_tokens)
         res = run_sweep(cfg, progress=progress)
-    except (DataFileError, ConfigMismatchError, ModelNotFoundError, EndpointError, FileNotFoundError, ValueError,
+    except (DataFileError, SettingsMismatchError, ModelNotFoundError, EndpointError, FileNotFoundError, ValueError,
             KeyError) as exc:
         fail(str(exc))
         return
