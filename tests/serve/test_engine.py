@@ -232,7 +232,8 @@ def test_a_failing_step_fails_its_requests_and_the_engine_keeps_serving(tiny: Lo
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     reg = _registry(tiny)
     engine = Engine(tiny, reg)
-    real_forward = tiny.model.forward
+    decoder = tiny.model.get_decoder()  # the engine runs the decoder, then the head itself
+    real_forward = decoder.forward
     calls = {"n": 0}
 
     def flaky(*args: object, **kwargs: object) -> object:
@@ -241,10 +242,10 @@ def test_a_failing_step_fails_its_requests_and_the_engine_keeps_serving(tiny: Lo
             raise RuntimeError("boom")
         return real_forward(*args, **kwargs)
 
-    monkeypatch.setattr(tiny.model, "forward", flaky)
+    monkeypatch.setattr(decoder, "forward", flaky)
     events = _run(engine, [_req(tiny, reg, PROMPTS[0], 1.0, max_tokens=10)])[0]
     assert isinstance(events[-1], Failed) and "boom" in events[-1].message
-    monkeypatch.setattr(tiny.model, "forward", real_forward)
+    monkeypatch.setattr(decoder, "forward", real_forward)
     assert _solo(engine, _req(tiny, reg, PROMPTS[0], 1.0, max_tokens=4))[0].completion_tokens == 4
 
 

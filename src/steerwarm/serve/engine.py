@@ -2,23 +2,28 @@
 step, each batch row steered with its own coefficients (continuous batching).
 
 Invariants:
-- Only the worker thread (or a test calling `step()` while no worker runs) touches the model, the KV cache and the
+- Only the worker thread (or a test calling `step()` while no worker runs) touches the model, the KV slots and the
   steering hooks. Other threads only `submit` (append to a bounded queue under a lock) and `cancel` (set a flag).
-- Batch state is four aligned things: `rows` (one per generated sequence), the DynamicCache whose per-layer
-  keys/values are [rows, kv_heads, T, head_dim], the attention mask [rows, T] (0 = left padding) and the next input
-  token per row. Every change (join, drop, trim) applies the same row index or column slice to all of them.
-- Newcomers join between decode steps: their prompts are prefilled as a separate batch (left-padded among
-  themselves, positions = cumsum(mask) - 1, as `generate` does), their first token is sampled, then their cache is
-  left-padded to the running length and concatenated along the batch. Finished or cancelled rows are dropped by
-  index-select, and columns that became padding for every row are trimmed. A row's positions never change, so its
-  tokens are the ones it would produce alone, up to floating-point reordering in batched kernels.
-- Steering: one `steerwarm.steering.Steering` over the keys (vector, layers) present in the batch, with one
-  coefficient per row. Coefficients are recomputed (`set_coefs`) only when the batch's per-row steering changes;
-  hooks are rebuilt only when the set of keys changes. Padding is never steered (Steering reads each call's mask).
+- Batch state: `rows` (one per generated sequence), and for row i the KV slot row i of a `SlotCache` (the key and
+  value of the token at position p live in column p), `lengths[i]` (tokens in its slot) and `next_tokens[i]` (the
+  token it feeds at position `lengths[i]` in the next decode step). Running rows always occupy slot rows
+  [0, len(rows)), in the order of `rows`.
+- No step copies the cache of a running row: a newcomer's prompt is prefilled straight into free slot rows (right
+  padded, positions 0..L-1, so its columns are its positions), and a decode step writes one column per row. When a row
+  finishes, the last row moves into its slot (one row's copy); an extra choice of a prompt copies that prompt's
+  slot row; when a position reaches the slot columns they double (one copy of every row, logged as a grow).
+- A row's positions never change, and the mask of its query at position p admits exactly its columns <= p (within
+  the window on sliding-window layers), so its tokens are the ones it would produce alone, up to floating-point
+  reordering in batched kernels.
+- Steering: one `Steering` over the keys (vector, layers) present in the batch, with one coefficient per row.
+  Coefficients are recomputed (`set_coefs`) only when the batch's per-row steering changes; hooks are rebuilt only
+  when the set of keys changes. Prefill padding (right of a prompt) may be steered: no real token attends to it and
+  its outputs are discarded.
 - Warmth monitor: a hook registered on the monitor layer *before* any steering hook reads that layer's output
-  before steering is added there, at the last position of every forward call, i.e. at the state that produces each
-  generated token; its projection onto the unit warm direction divided by the layer's typical norm is averaged per
-  row. At the first steered layer this depends only on the tokens, so it measures the text, not the injection.
+  before steering is added there, at every position of every forward call; the engine keeps each row's value at the
+  position that produces each generated token (its last prompt position in prefill, the only one in decode). Its
+  projection onto the unit warm direction divided by the layer's typical norm is averaged per row. At the first
+  steered layer this depends only on the tokens, so it measures the text, not the injection.
 - Sampling: temperature 0 is argmax; otherwise temperature, then top-p, then a draw from the row's own
   torch.Generator (seeded by the request's seed + choice index), so a seeded row's draws do not depend on the other
   rows of the batch.
@@ -37,13 +42,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
 
 from steerwarm.model.anatomy import decoder_layers, hidden_of
 from steerwarm.model.load import LoadedModel
 from steerwarm.serve.registry import RowSteering, SpecKey, SteeringRegistry
+from steerwarm.serve.slots import MIN_COLS, SlotCache, attention_masks, check_layer_types
 from steerwarm.serve.text import IncrementalDecoder, StopMatcher, TokenPieces
 from steerwarm.steer.hooks import Steering
 
@@ -185,7 +188,7 @@ class _MonitorHook:
         self.handle = module.register_forward_hook(self._hook)
 
     def _hook(self, _m: torch.nn.Module, _a: tuple[Any, ...], output: Any) -> None:
-        h = hidden_of(output)[:, -1, :].float()
+        h = hidden_of(output).float()  # [rows, positions, hidden]
         self.last = (h @ self.direction.to(h.device)) / self.norm
 
     def take(self) -> torch.Tensor | None:
@@ -204,17 +207,9 @@ def _sample(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.G
     return int(torch.multinomial(torch.softmax(scaled, dim=-1), 1, generator=gen))
 
 
-def _kv_layers(cache: DynamicCache) -> list[DynamicLayer]:
-    # Engine.__init__ verified that this model's cache layers are plain DynamicLayers.
-    return [layer for layer in cache.layers if isinstance(layer, DynamicLayer)]
-
-
-def _left_pad(x: torch.Tensor, length: int, dim: int) -> torch.Tensor:
-    missing = length - x.shape[dim]
-    if missing == 0:
-        return x
-    pad = [0, 0] * (x.dim() - 1 - dim) + [missing, 0]
-    return F.pad(x, pad)
+def _slot_rows(spec: EngineRequest) -> int:
+    # a prompt with max_tokens 0 still takes a slot row while it is prefilled (echo, prompt logprobs)
+    return spec.n if spec.params.max_tokens > 0 else 1
 
 
 class Engine:
@@ -242,16 +237,13 @@ class Engine:
                 eos.update(int(x) for x in src)
         self.eos_ids = frozenset(eos)
         self.pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
-        probe = DynamicCache(config=cfg)
-        if any(type(layer) is not DynamicLayer for layer in probe.layers):
-            raise ValueError(f"{type(self.model).__name__} uses sliding-window or special cache layers; the batching "
-                             "engine supports models whose KV cache is a plain DynamicCache (Llama-style)")
+        check_layer_types(cfg)
         self._cond = threading.Condition()
         self._waiting: deque[_Req] = deque()
         self._rows: list[_Row] = []
-        self._cache: DynamicCache | None = None
-        self._mask: torch.Tensor | None = None
-        self._next: torch.Tensor | None = None
+        self._slots: SlotCache | None = None
+        self._lengths: list[int] = []  # per row: tokens in its slot row
+        self._next: list[int] = []  # per row: the token it feeds at position lengths[i]
         self._steering: Steering | None = None
         self._steer_keys: tuple[SpecKey, ...] | None = None
         self._steer_rows: tuple[RowSteering, ...] | None = None
@@ -279,7 +271,7 @@ class Engine:
         # FIFO admission: requests that fit in the free rows join at the next step; the rest are queued.
         room = self.max_batch - len(self._rows) - self._reserved
         for i, r in enumerate(waiting):
-            rows = r.spec.n if r.spec.params.max_tokens > 0 else 0
+            rows = _slot_rows(r.spec)
             if rows > room:
                 return len(waiting) - i
             room -= rows
@@ -288,6 +280,11 @@ class Engine:
     @property
     def running_rows(self) -> int:
         return len(self._rows)
+
+    @property
+    def kv_slots(self) -> SlotCache | None:
+        """The KV slot storage (None until the first prompt, and after an idle server released a grown one)."""
+        return self._slots
 
     def submit(self, requests: Sequence[EngineRequest], sinks: Sequence[Sink]) -> list[Handle]:
         """Queue requests (all or none); raises QueueFullError when the waiting queue cannot take them all."""
@@ -391,7 +388,7 @@ class Engine:
                 self._waiting = deque(r for r in self._waiting if not r.cancelled)
             while self._waiting:
                 head = self._waiting[0]
-                rows = head.spec.n if head.spec.params.max_tokens > 0 else 0
+                rows = _slot_rows(head.spec)
                 if rows > room:
                     break
                 room -= rows
@@ -400,82 +397,93 @@ class Engine:
         return out
 
     def _admit(self, newcomers: list[_Req]) -> None:
-        plain = [r for r in newcomers if r.spec.prompt_logprobs is None]
-        groups = [[r] for r in newcomers if r.spec.prompt_logprobs is not None]
-        # plain prompts are prefilled together, in chunks of similar padded size
-        budget = max(2048, max((len(r.spec.prompt_ids) for r in plain), default=0))
+        # prompts are prefilled together, in chunks of similar padded size (FIFO order is kept within a step)
+        budget = max(2048, max(len(r.spec.prompt_ids) for r in newcomers))
         chunk: list[_Req] = []
-        for r in sorted(plain, key=lambda r: len(r.spec.prompt_ids)):
+        for r in sorted(newcomers, key=lambda r: len(r.spec.prompt_ids)):
             if chunk and (len(chunk) + 1) * len(r.spec.prompt_ids) > budget:
-                groups.append(chunk)
+                self._prefill(chunk)
                 chunk = []
             chunk.append(r)
         if chunk:
-            groups.append(chunk)
-        for group in groups:
-            self._prefill(group)
+            self._prefill(chunk)
+
+    def _slot_cache(self, cols: int) -> SlotCache:
+        if self._slots is None:
+            self._slots = SlotCache(self.max_batch, dtype=self.model.dtype, device=self.device)
+        self._slots.reserve(cols)
+        return self._slots
+
+    def _forward(self, start: int, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Run the decoder on `ids` [n, q] at `positions` into slot rows [start, start + n); last hidden states."""
+        width = int(positions.max()) + 1
+        slots = self._slot_cache(width)
+        slots.bind(start, positions)
+        mask = attention_masks(self.model.config, positions, width, self.model.dtype)
+        out = self._net.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=positions,
+                                       past_key_values=slots, use_cache=True)
+        hidden: torch.Tensor = out.last_hidden_state
+        return hidden
 
     def _prefill(self, group: list[_Req]) -> None:
         lengths = [len(r.spec.prompt_ids) for r in group]
         width = max(lengths)
         ids = torch.full((len(group), width), self.pad_id, dtype=torch.long, device=self.device)
-        mask = torch.zeros((len(group), width), dtype=torch.long, device=self.device)
         for i, r in enumerate(group):
-            ids[i, width - lengths[i]:] = torch.tensor(r.spec.prompt_ids, dtype=torch.long, device=self.device)
-            mask[i, width - lengths[i]:] = 1
-        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+            ids[i, :lengths[i]] = torch.tensor(r.spec.prompt_ids, dtype=torch.long, device=self.device)
+        # right padding: a prompt's tokens sit at positions (= slot columns) 0..L-1; padding comes after them
+        positions = torch.arange(width, device=self.device).expand(len(group), width)
+        start = len(self._rows)
         self._apply_steering([r.spec.steering for r in group])
-        cache = DynamicCache(config=self.model.config)
-        full = group[0].spec.prompt_logprobs is not None  # such groups hold one request
-        if full:
-            out = self._net.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                           past_key_values=cache, use_cache=True)
-            hidden = out.last_hidden_state
-            last = self._lm_head(hidden[:, -1, :])
-        else:
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                                use_cache=True, logits_to_keep=1).logits
-            last = logits[:, -1, :].float()
+        hidden = self._forward(start, ids, positions)
         self.prefills += 1
+        at = torch.tensor([n - 1 for n in lengths], dtype=torch.long, device=self.device)
+        picked = torch.arange(len(group), device=self.device)
+        last = self._lm_head(hidden[picked, at])
         proj = self._monitor.take() if self._monitor is not None else None
+        last_proj = proj[picked, at] if proj is not None else None
+        # slot rows [start, start + len(group)) now hold the prompts; choice 0 of each prompt keeps its row (or
+        # leaves it, finished), further choices get rows after them with a copy of their prompt's row
         rows: list[_Row] = []
         src: list[int] = []
+        done: list[int] = []
         for i, req in enumerate(group):
-            if req.cancelled:
-                continue
             text = None
             prompt_lp = None
-            if req.spec.echo:
+            if req.spec.echo and not req.cancelled:
                 text, offsets = self._prompt_text(req.spec.prompt_ids)
-                if full:
-                    prompt_lp = self._prompt_logprobs(req.spec, hidden[i], offsets)
+                if req.spec.prompt_logprobs is not None:
+                    prompt_lp = self._prompt_logprobs(req.spec, hidden[i, :lengths[i]], offsets)
             self._send(req, PromptReady(len(req.spec.prompt_ids), text, prompt_lp))
             if req.spec.params.max_tokens == 0:
                 for c in range(req.spec.n):
                     self._send(req, ChoiceDone(c, "length", "", "", (), 0, () if req.spec.params.logprobs is not None
                                                else None, 0.0, 0))
+            rows.append(self._new_row(req, 0))
+            src.append(i)
+            if req.cancelled or req.spec.params.max_tokens == 0:
+                done.append(start + i)
+        slots = self._slot_cache(width)
+        for i, req in enumerate(group):
+            if req.cancelled or req.spec.params.max_tokens == 0:
                 continue
-            for c in range(req.spec.n):
+            for c in range(1, req.spec.n):
+                slots.move(start + i, start + len(rows), lengths[i])
                 rows.append(self._new_row(req, c))
                 src.append(i)
-        if not rows:
-            return
+        self._rows = self._rows + rows
+        self._lengths += [lengths[i] for i in src]
         index = torch.tensor(src, dtype=torch.long, device=self.device)
         row_logits = last.index_select(0, index)
-        row_proj = proj.index_select(0, index) if proj is not None else None
         tokens = self._choose(rows, row_logits)
-        alive = [j for j, row in enumerate(rows)
-                 if not self._advance(row, tokens[j], row_logits[j], row_proj[j] if row_proj is not None else None)]
-        if not alive:
-            return
-        keep = index[alive]
-        for layer in _kv_layers(cache):
-            if layer.keys is not None and layer.values is not None:
-                layer.keys = layer.keys.index_select(0, keep)
-                layer.values = layer.values.index_select(0, keep)
-        self._join(cache, mask.index_select(0, keep),
-                   torch.tensor([tokens[j] for j in alive], dtype=torch.long, device=self.device),
-                   [rows[j] for j in alive])
+        self._next += tokens
+        for j, row in enumerate(rows):
+            if start + j in done:
+                continue
+            p = float(last_proj[src[j]]) if last_proj is not None else None
+            if self._advance(row, tokens[j], row_logits[j], p):
+                done.append(start + j)
+        self._drop(done)
 
     def _new_row(self, req: _Req, choice: int) -> _Row:
         p = req.spec.params
@@ -508,14 +516,13 @@ class Engine:
     def _prompt_logprobs(self, spec: EngineRequest, hidden: torch.Tensor, offsets: list[int]) -> tuple[TokenInfo, ...]:
         k = spec.prompt_logprobs or 0
         ids = spec.prompt_ids
-        pad = hidden.shape[0] - len(ids)
         out: list[TokenInfo] = []
         tok, raw = self.pieces.get(ids[0])
         out.append(TokenInfo(ids[0], tok, raw, None, offsets[0], ()))
         target = torch.tensor(ids[1:], dtype=torch.long, device=self.device)
         for start in range(0, len(ids) - 1, PROMPT_LOGPROB_CHUNK):
             stop = min(start + PROMPT_LOGPROB_CHUNK, len(ids) - 1)
-            lp = torch.log_softmax(self._lm_head(hidden[pad + start:pad + stop]), dim=-1)
+            lp = torch.log_softmax(self._lm_head(hidden[start:stop]), dim=-1)
             chosen = lp.gather(1, target[start:stop, None])[:, 0].tolist()
             tops = lp.topk(k, dim=-1) if k > 0 else None
             for j in range(stop - start):
@@ -532,37 +539,22 @@ class Engine:
             out.append(TopInfo(int(i), tok, raw, float(v)))
         return tuple(out)
 
-    def _join(self, cache: DynamicCache, mask: torch.Tensor, next_tokens: torch.Tensor, rows: list[_Row]) -> None:
-        if not self._rows or self._cache is None or self._mask is None or self._next is None:
-            self._cache, self._mask, self._next, self._rows = cache, mask, next_tokens, rows
-            return
-        width = max(self._mask.shape[1], mask.shape[1])
-        for mine, theirs in zip(_kv_layers(self._cache), _kv_layers(cache), strict=True):
-            if mine.keys is None or mine.values is None or theirs.keys is None or theirs.values is None:
-                continue
-            mine.keys = torch.cat([_left_pad(mine.keys, width, 2), _left_pad(theirs.keys, width, 2)], dim=0)
-            mine.values = torch.cat([_left_pad(mine.values, width, 2), _left_pad(theirs.values, width, 2)], dim=0)
-        self._mask = torch.cat([_left_pad(self._mask, width, 1), _left_pad(mask, width, 1)], dim=0)
-        self._next = torch.cat([self._next, next_tokens])
-        self._rows = self._rows + rows
-
     # -- decoding -------------------------------------------------------------------------------------------------
     def _decode(self) -> None:
-        assert self._cache is not None and self._mask is not None and self._next is not None
         rows = self._rows
         self._apply_steering([r.req.spec.steering for r in rows])
-        mask = torch.cat([self._mask, self._mask.new_ones((len(rows), 1))], dim=1)
-        positions = mask.sum(dim=1, keepdim=True) - 1
-        logits = self.model(input_ids=self._next[:, None], attention_mask=mask, position_ids=positions,
-                            past_key_values=self._cache, use_cache=True).logits[:, -1, :].float()
-        self._mask = mask
+        ids = torch.tensor(self._next, dtype=torch.long, device=self.device)[:, None]
+        positions = torch.tensor(self._lengths, dtype=torch.long, device=self.device)[:, None]
+        hidden = self._forward(0, ids, positions)
+        logits = self._lm_head(hidden[:, -1, :])
+        self._lengths = [n + 1 for n in self._lengths]
         self.steps += 1
         self.last_batch = len(rows)
         proj = self._monitor.take() if self._monitor is not None else None
         tokens = self._choose(rows, logits)
+        self._next = tokens
         done = [i for i, row in enumerate(rows)
-                if self._advance(row, tokens[i], logits[i], float(proj[i]) if proj is not None else None)]
-        self._next = torch.tensor(tokens, dtype=torch.long, device=self.device)
+                if self._advance(row, tokens[i], logits[i], float(proj[i, -1]) if proj is not None else None)]
         self._drop(done)
 
     def _choose(self, rows: Sequence[_Row], logits: torch.Tensor) -> list[int]:
@@ -633,29 +625,27 @@ class Engine:
         row.pending.clear()
 
     def _drop(self, indices: Sequence[int]) -> None:
+        """Remove rows; each hole below the new batch size takes the last surviving row (one row's copy)."""
         if not indices:
             return
         gone = set(indices)
-        keep = [i for i in range(len(self._rows)) if i not in gone]
-        if not keep:
+        size = len(self._rows) - len(gone)
+        if size == 0:
             self._reset_batch(keep_steering=True)
             return
-        assert self._cache is not None and self._mask is not None and self._next is not None
-        index = torch.tensor(keep, dtype=torch.long, device=self.device)
-        mask = self._mask.index_select(0, index)
-        real = mask.any(dim=0).nonzero()
-        first = int(real[0]) if real.numel() else 0
-        for layer in _kv_layers(self._cache):
-            if layer.keys is not None and layer.values is not None:
-                layer.keys = layer.keys.index_select(0, index)[:, :, first:, :]
-                layer.values = layer.values.index_select(0, index)[:, :, first:, :]
-        self._mask = mask[:, first:]
-        self._next = self._next.index_select(0, index)
-        self._rows = [self._rows[i] for i in keep]
+        holes = sorted(i for i in gone if i < size)
+        tail = [i for i in range(size, len(self._rows)) if i not in gone]
+        assert self._slots is not None and len(holes) == len(tail)
+        for hole, last in zip(holes, tail, strict=True):
+            self._slots.move(last, hole, self._lengths[last])
+            self._rows[hole], self._lengths[hole], self._next[hole] = (self._rows[last], self._lengths[last],
+                                                                        self._next[last])
+        del self._rows[size:], self._lengths[size:], self._next[size:]
 
     def _reset_batch(self, keep_steering: bool = False) -> None:
-        self._rows = []
-        self._cache = self._mask = self._next = None
+        self._rows, self._lengths, self._next = [], [], []
+        if self._slots is not None and self._slots.cols > 4 * MIN_COLS:
+            self._slots = None  # an idle server gives back what one long request made it grow to
         if not keep_steering and self._steering is not None:
             self._steering.close()
             self._steering = None
@@ -695,4 +685,4 @@ class Engine:
             self._waiting.clear()
         for req in {id(r): r for r in waiting + [row.req for row in self._rows]}.values():
             self._send(req, Failed(message))
-        self._rows = []
+        self._rows, self._lengths, self._next = [], [], []

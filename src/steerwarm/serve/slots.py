@@ -1,0 +1,157 @@
+"""KV slots: preallocated key/value storage in which every running sequence owns one row and keeps the key and value
+of its token at position p in column p.
+
+Invariants:
+- Storage per decoder layer: keys and values `[rows, kv_heads, cols, head_dim]` in the model's dtype on its device,
+  allocated at the first write from the shapes the model's own attention hands over (so any head layout fits).
+  `rows` is fixed (the engine's batch size); `cols` grows by doubling when a position reaches it.
+- Column = position. A sequence never moves while others join or leave, and it needs no padding. So the attention
+  mask of a query at position p is `column <= p` (and `column > p - window` on sliding-window layers): a function of
+  positions alone (`attention_masks`). Columns above p hold stale keys from an earlier occupant of the row or from
+  padding; they are never attended, and are overwritten when the row reaches them.
+- A forward call is bound (`bind`) to a contiguous range of rows `[start, start + n)` and one position per input
+  token; `update`, which the model's attention layers call, writes the call's keys/values there and returns views
+  `[start:start + n, :, :width]`, never copies.
+- Only three things copy keys: `move` (one row onto another: the engine compacts its batch when a row finishes, and
+  gives each extra choice of a prompt its own row), and `reserve` when the columns must grow, which copies every
+  row once and is counted in `grows`.
+- It is duck-typed to what transformers' attention layers call (`update(keys, values, layer_idx, kwargs)`); the
+  engine always passes positions and a prepared mask, so the model never asks it for a sequence length.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+MIN_COLS = 256
+
+
+class SlotCache:
+    """Preallocated per-row KV storage for the serving engine; see the module invariants."""
+
+    def __init__(self, rows: int, *, dtype: torch.dtype, device: torch.device, cols: int = MIN_COLS) -> None:
+        if rows < 1 or cols < 1:
+            raise ValueError("a slot cache needs at least one row and one column")
+        self.rows = rows
+        self.cols = cols
+        self.dtype = dtype
+        self.device = device
+        self.keys: list[torch.Tensor | None] = []
+        self.values: list[torch.Tensor | None] = []
+        self.grows = 0
+        self._start = 0
+        self._n = 0
+        self._rows_index: torch.Tensor | None = None
+        self._positions: torch.Tensor | None = None
+        self._width = 0
+
+    # -- what the engine calls ------------------------------------------------------------------------------------
+    def reserve(self, cols: int) -> None:
+        """Make room for positions < `cols`, doubling the columns (one copy of every row) when needed."""
+        if cols <= self.cols:
+            return
+        new = self.cols
+        while new < cols:
+            new *= 2
+        for store in (self.keys, self.values):
+            for i, old in enumerate(store):
+                if old is None:
+                    continue
+                grown = old.new_zeros((old.shape[0], old.shape[1], new, old.shape[3]))
+                grown[:, :, :self.cols] = old
+                store[i] = grown
+        self.cols = new
+        self.grows += 1
+
+    def bind(self, start: int, positions: torch.Tensor) -> None:
+        """Point the next forward call at rows [start, start + n) with `positions` [n, q] (one per input token)."""
+        n = positions.shape[0]
+        if start < 0 or start + n > self.rows:
+            raise ValueError(f"rows [{start}, {start + n}) outside the {self.rows} slots")
+        width = int(positions.max()) + 1
+        if width > self.cols:
+            raise ValueError(f"position {width - 1} beyond the reserved {self.cols} columns; call reserve first")
+        self._start, self._n, self._width = start, n, width
+        self._rows_index = torch.arange(start, start + n, device=self.device)[:, None]
+        self._positions = positions.to(self.device)
+
+    def move(self, src: int, dst: int, length: int) -> None:
+        """Copy the first `length` columns of row `src` onto row `dst` in every layer."""
+        if src == dst or length <= 0:
+            return
+        for store in (self.keys, self.values):
+            for t in store:
+                if t is not None:
+                    t[dst, :, :length] = t[src, :, :length]
+
+    def row_storage(self, row: int) -> list[int]:
+        """Data addresses of one row's keys in every layer (tests use them to prove that a row never moved)."""
+        return [int(t[row].data_ptr()) for t in self.keys if t is not None]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(t.numel() * t.element_size()) for t in [*self.keys, *self.values] if t is not None)
+
+    # -- what the model's attention layers call -------------------------------------------------------------------
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int,
+               cache_kwargs: dict[str, Any] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._positions is None or self._rows_index is None:
+            raise RuntimeError("SlotCache.update called before bind")
+        while len(self.keys) <= layer_idx:
+            self.keys.append(None)
+            self.values.append(None)
+        out = []
+        for store, new in ((self.keys, key_states), (self.values, value_states)):
+            t = store[layer_idx]
+            if t is None:
+                shape = (self.rows, new.shape[1], self.cols, new.shape[3])
+                t = torch.zeros(shape, dtype=self.dtype, device=self.device)
+                store[layer_idx] = t
+            # new: [n, kv_heads, q, head_dim]; row r's token j goes to column positions[r, j]
+            t[self._rows_index, :, self._positions] = new.transpose(1, 2).to(t.dtype)
+            out.append(t[self._start:self._start + self._n, :, :self._width])
+        return out[0], out[1]
+
+
+def attention_masks(config: Any, positions: torch.Tensor, width: int, dtype: torch.dtype) -> Any:
+    """The attention mask(s) for queries at `positions` [n, q] over columns [0, width) of a `SlotCache`.
+
+    Returns one 4D mask [n, 1, q, width], or, for models with per-layer attention types (`config.layer_types`), a dict
+    from layer type to mask as those models accept. Boolean for `sdpa`; additive (0 / dtype min) for eager attention.
+    """
+    cols = torch.arange(width, device=positions.device)[None, None, None, :]
+    pos = positions[:, None, :, None]
+    causal = cols <= pos
+    window = getattr(config, "sliding_window", None)
+    types = getattr(config, "layer_types", None)
+
+    def fmt(mask: torch.Tensor) -> torch.Tensor:
+        if getattr(config, "_attn_implementation", "sdpa") == "sdpa":
+            return mask
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+
+    def sliding() -> torch.Tensor:
+        if not window:
+            raise ValueError("the model has sliding-window layers but no config.sliding_window")
+        return causal & (cols > pos - int(window))
+
+    if types:
+        out: dict[str, torch.Tensor] = {}
+        for kind in set(types):
+            if kind == "full_attention":
+                out[kind] = fmt(causal)
+            elif kind == "sliding_attention":
+                out[kind] = fmt(sliding())
+            else:
+                raise ValueError(f"attention layer type {kind!r} is not supported by the serving engine")
+        return out
+    if window:
+        return fmt(sliding())
+    return fmt(causal)
+
+
+def check_layer_types(config: Any) -> None:
+    """Raise a clear error at start-up for a model whose attention the slot cache cannot mask."""
+    attention_masks(config, torch.zeros((1, 1), dtype=torch.long), 1, torch.float32)

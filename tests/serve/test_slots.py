@@ -1,0 +1,174 @@
+"""KV slots: a row joining a running batch copies no running row, a finished row's slot is reused by moving one
+row, and sliding-window and hybrid attention (Mistral, Qwen2, Gemma 2, Gemma 3) serve the tokens `generate` makes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from transformers import (
+    Gemma2Config,
+    Gemma2ForCausalLM,
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
+    LlamaConfig,
+    LlamaForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
+
+from steerwarm.model.load import LoadedModel
+from steerwarm.serve.engine import ChoiceDone, Engine, EngineRequest, Event, SamplingParams
+from steerwarm.serve.registry import RowSteering, SteeringRegistry
+from steerwarm.serve.slots import SlotCache, attention_masks
+from tests.conftest import loaded, make_tiny_model, make_tokenizer
+
+PROMPTS = ["i feel sad today and i want to know why the world is cold", "what is the answer to this question ?",
+           "make me a cup of tea please", "hello"]
+WINDOW = 4
+
+
+def _engine(model: LoadedModel, max_batch: int = 8) -> Engine:
+    return Engine(model, SteeringRegistry({}, None, dial_note="test", num_layers=model.num_layers),
+                  max_batch=max_batch)
+
+
+def _request(model: LoadedModel, prompt: str, max_tokens: int = 12) -> EngineRequest:
+    ids = tuple(model.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    return EngineRequest(ids, SamplingParams(max_tokens=max_tokens, temperature=0.0, logprobs=0), RowSteering())
+
+
+def _tokens(events: list[Event]) -> list[int]:
+    done = [e for e in events if isinstance(e, ChoiceDone)]
+    assert len(done) == 1 and done[0].logprobs is not None
+    return [t.token_id for t in done[0].logprobs]
+
+
+def _run(engine: Engine, reqs: list[EngineRequest], join_at: list[int]) -> list[list[int]]:
+    events: list[list[Event]] = [[] for _ in reqs]
+    step = 0
+    while step <= max(join_at) or engine.running_rows:
+        for i, at in enumerate(join_at):
+            if at == step:
+                engine.submit([reqs[i]], [events[i].append])
+        engine.step()
+        step += 1
+        assert step < 1000
+    return [_tokens(ev) for ev in events]
+
+
+def test_a_joining_row_copies_no_running_row() -> None:
+    model = loaded(make_tiny_model(), make_tokenizer(), "tiny")
+    engine = _engine(model)
+    first: list[Event] = []
+    engine.submit([_request(model, PROMPTS[0], max_tokens=30)], [first.append])
+    for _ in range(4):
+        engine.step()
+    slots = engine.kv_slots
+    assert slots is not None and engine.running_rows == 1
+    length = len(PROMPTS[0].split()) + 4
+    before_ptr = slots.row_storage(0)
+    before = [k[0, :, :length].clone() for k in slots.keys if k is not None]
+    grows = slots.grows
+    later: list[list[Event]] = [[], []]
+    engine.submit([_request(model, PROMPTS[1]), _request(model, PROMPTS[2])], [later[0].append, later[1].append])
+    engine.step()  # both join (prefilled into rows 1 and 2) and all three decode one token
+    assert engine.running_rows == 3 and engine.kv_slots is slots
+    assert slots.row_storage(0) == before_ptr and slots.grows == grows
+    for k, old in zip([k for k in slots.keys if k is not None], before, strict=True):
+        assert torch.equal(k[0, :, :length], old)  # the running row's keys were neither moved nor rewritten
+
+
+def test_a_finished_row_hands_its_slot_to_the_last_row() -> None:
+    model = loaded(make_tiny_model(), make_tokenizer(), "tiny")
+    engine = _engine(model)
+    reqs = [_request(model, PROMPTS[0], 20), _request(model, PROMPTS[1], 3), _request(model, PROMPTS[2], 20)]
+    solo = [_run(engine, [r], [0])[0] for r in reqs]
+    together = _run(engine, reqs, [0, 0, 0])  # row 1 ends after 3 tokens; row 2 moves into its slot and goes on
+    assert together == solo
+    assert engine.running_rows == 0
+
+
+def _llama(cfg: dict[str, Any]) -> torch.nn.Module:
+    return LlamaForCausalLM(LlamaConfig(**cfg))
+
+
+def _mistral(cfg: dict[str, Any]) -> torch.nn.Module:
+    return MistralForCausalLM(MistralConfig(**cfg, sliding_window=WINDOW))
+
+
+def _qwen2(cfg: dict[str, Any]) -> torch.nn.Module:
+    return Qwen2ForCausalLM(Qwen2Config(**cfg, use_sliding_window=True, sliding_window=WINDOW,
+                                        layer_types=["sliding_attention", "full_attention", "sliding_attention"]))
+
+
+def _gemma2(cfg: dict[str, Any]) -> torch.nn.Module:
+    return Gemma2ForCausalLM(Gemma2Config(**cfg, head_dim=16, sliding_window=WINDOW, attn_logit_softcapping=50.0,
+                                          final_logit_softcapping=30.0, attn_implementation="eager"))
+
+
+def _gemma3(cfg: dict[str, Any]) -> torch.nn.Module:
+    return Gemma3ForCausalLM(Gemma3TextConfig(**cfg, head_dim=16, sliding_window=WINDOW,
+                                              layer_types=["sliding_attention", "sliding_attention",
+                                                           "full_attention"]))
+
+
+@pytest.mark.parametrize("build", [_llama, _mistral, _qwen2, _gemma2, _gemma3],
+                         ids=["llama", "mistral-sliding", "qwen2-hybrid", "gemma2-hybrid-softcap", "gemma3-hybrid"])
+def test_engine_tokens_equal_generate_on_sliding_and_hybrid_attention(build: Any) -> None:
+    tok = make_tokenizer()
+    torch.manual_seed(0)
+    cfg = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
+               num_key_value_heads=2, max_position_embeddings=256, pad_token_id=tok.pad_token_id,
+               bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    net = build(cfg).eval()
+    model = loaded(net, tok, build.__name__)
+    engine = _engine(model)
+    reqs = [_request(model, p, 14) for p in PROMPTS]
+    want = []
+    for r in reqs:
+        with torch.no_grad():
+            out = net.generate(torch.tensor([r.prompt_ids]), max_new_tokens=14, do_sample=False,
+                               pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        new = out[0, len(r.prompt_ids):].tolist()
+        want.append(new[:new.index(tok.eos_token_id)] if tok.eos_token_id in new else new)  # the engine omits EOS
+    assert max(len(r.prompt_ids) for r in reqs) > 2 * WINDOW and sum(map(len, want)) > 20  # windows really cut
+    assert [_run(engine, [r], [0])[0] for r in reqs] == want
+    assert _run(engine, reqs, [0, 2, 2, 5]) == want  # joined mid-generation, in one batch
+
+
+def test_masks_follow_positions_and_windows() -> None:
+    cfg = MistralConfig(sliding_window=2)
+    cfg._attn_implementation = "sdpa"
+    m = attention_masks(cfg, torch.tensor([[3], [1]]), 5, torch.float32)
+    assert m[:, 0, 0].tolist() == [[False, False, True, True, False], [True, True, False, False, False]]
+    cfg.layer_types = ["full_attention", "sliding_attention"]
+    both = attention_masks(cfg, torch.tensor([[3]]), 4, torch.float32)
+    assert both["full_attention"][0, 0, 0].tolist() == [True] * 4
+    assert both["sliding_attention"][0, 0, 0].tolist() == [False, False, True, True]
+    cfg._attn_implementation = "eager"
+    additive = attention_masks(cfg, torch.tensor([[1]]), 3, torch.float32)["full_attention"]
+    assert additive[0, 0, 0].tolist() == [0.0, 0.0, torch.finfo(torch.float32).min]
+    cfg.layer_types = ["chunked_attention"]
+    with pytest.raises(ValueError, match="chunked_attention"):
+        attention_masks(cfg, torch.tensor([[1]]), 3, torch.float32)
+
+
+def test_slot_columns_grow_by_doubling_and_keep_every_row() -> None:
+    slots = SlotCache(2, dtype=torch.float32, device=torch.device("cpu"), cols=4)
+    slots.bind(0, torch.tensor([[0, 1, 2], [0, 1, 2]]))
+    k = torch.arange(2 * 1 * 3 * 2, dtype=torch.float32).reshape(2, 1, 3, 2)
+    keys, _ = slots.update(k, k, 0)
+    assert torch.equal(keys, k)
+    with pytest.raises(ValueError, match="reserve"):
+        slots.bind(0, torch.tensor([[4], [4]]))
+    slots.reserve(5)
+    assert (slots.cols, slots.grows) == (8, 1)
+    slots.bind(1, torch.tensor([[4]]))
+    keys, _ = slots.update(torch.ones(1, 1, 1, 2), torch.ones(1, 1, 1, 2), 0)
+    assert keys.shape == (1, 1, 5, 2) and torch.equal(keys[0, :, :3], k[1])
+    slots.move(1, 0, 5)
+    assert torch.equal(slots.keys[0][0], slots.keys[0][1])  # type: ignore[index]
