@@ -43,7 +43,12 @@ def serve_command(
                                                      "STEERWARM_API_KEY).")] = None,
     max_batch: Annotated[int, typer.Option(min=1, help="Most sequences decoded together.")] = 32,
     max_queue: Annotated[int, typer.Option(min=1, help="Most requests waiting; beyond it: 429.")] = 256,
-    dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
+    dtype: Annotated[str, typer.Option(help="float32 (default: batched rows equal their solo runs) or bfloat16 "
+                                            "(faster from about 16 rows on this CPU, but rows may differ from solo "
+                                            "runs); see eval/BENCHMARK.md.")] = "float32",
+    fast_kernels: Annotated[bool, typer.Option(help="float32 on the CPU: prepack linear weights for oneDNN and use "
+                                                    "them for batched calls (+0.5 GB for the default model).")]
+    = True,
     max_body_bytes: Annotated[int, typer.Option(min=1024, help="Largest request body accepted (413 beyond).")]
     = 1 << 20,
     default_max_tokens: Annotated[int, typer.Option(min=1, help="Chat max_tokens when a request sets none.")]
@@ -81,7 +86,7 @@ def serve_command(
     except (ModelNotFoundError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    engine = Engine(loaded, registry, max_batch=max_batch, max_queue=max_queue)
+    engine = Engine(loaded, registry, max_batch=max_batch, max_queue=max_queue, fast_kernels=fast_kernels)
     app = create_app(engine, ServerConfig(model_name=loaded.name, api_key=api_key, max_body_bytes=max_body_bytes,
                                           default_max_tokens=default_max_tokens))
     console.print(f"model {loaded.name} ({loaded.fingerprint}, {dtype}, context {engine.context_length})")
@@ -90,6 +95,7 @@ def serve_command(
     for name, why in sorted(registry.skipped.items()):
         console.print(f"  skipped {name}: {why}")
     console.print(registry.dial_note)
+    console.print(engine.kernels_note)
     console.print(f"serving on http://{host}:{port}/v1 (max batch {max_batch}, queue {max_queue}, "
                   f"API key {'required' if api_key else 'off'})")
     uvicorn.run(app, host=host, port=port, http="h11", log_level=log_level, lifespan="on")

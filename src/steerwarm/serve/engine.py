@@ -45,6 +45,7 @@ import torch
 
 from steerwarm.model.anatomy import decoder_layers, hidden_of
 from steerwarm.model.load import LoadedModel
+from steerwarm.serve.kernels import FastLinears, install, unavailable_reason
 from steerwarm.serve.registry import RowSteering, SpecKey, SteeringRegistry
 from steerwarm.serve.slots import MIN_COLS, SlotCache, attention_masks, check_layer_types
 from steerwarm.serve.text import IncrementalDecoder, StopMatcher, TokenPieces
@@ -214,7 +215,7 @@ def _slot_rows(spec: EngineRequest) -> int:
 
 class Engine:
     def __init__(self, loaded: LoadedModel, registry: SteeringRegistry, *, max_batch: int = 32,
-                 max_queue: int = 256) -> None:
+                 max_queue: int = 256, fast_kernels: bool = True) -> None:
         if max_batch < 1 or max_queue < 1:
             raise ValueError("max_batch and max_queue must be at least 1")
         self.loaded = loaded
@@ -238,6 +239,17 @@ class Engine:
         self.eos_ids = frozenset(eos)
         self.pad_id = int(self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0)
         check_layer_types(cfg)
+        self._fast: FastLinears | None = None
+        if not fast_kernels:
+            self.kernels_note = "fast kernels: off (--no-fast-kernels)"
+        elif self.model.dtype != torch.float32 or self.device.type != "cpu":
+            self.kernels_note = f"fast kernels: not used ({self.model.dtype} on {self.device.type}; float32 CPU only)"
+        elif (reason := unavailable_reason()) is not None:
+            self.kernels_note = f"fast kernels: unavailable ({reason})"
+        else:
+            self._fast = install(self.model)
+            self.kernels_note = (f"fast kernels: {len(self._fast.modules)} float32 linear layers prepacked for oneDNN "
+                                 "(batched calls)")
         self._cond = threading.Condition()
         self._waiting: deque[_Req] = deque()
         self._rows: list[_Row] = []
@@ -332,6 +344,9 @@ class Engine:
         if self._monitor is not None:
             self._monitor.handle.remove()
             self._monitor = None
+        if self._fast is not None:
+            self._fast.remove()
+            self._fast = None
 
     def run_until_idle(self, max_steps: int = 100_000) -> None:
         """Step until nothing is queued or running (for tests and scripts without the worker thread)."""
