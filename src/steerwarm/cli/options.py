@@ -63,15 +63,21 @@ def json_object(text: str | None, option: str) -> dict[str, Any] | None:
     return dict(value)
 
 
-def passive_openmp() -> None:
+def passive_openmp(spin: int | None = None) -> None:
     """On a shared CPU, OpenMP threads that busy-wait between parallel regions lose most of their time to other
     processes (measured here: 2 busy-waiting threads ran a forward pass at 90-190 tok/s, passive ones at ~310).
-    Ask for passive waiting unless the user chose a policy; it only takes effect before torch is first imported."""
+    Ask for passive waiting unless the user chose a policy; it only takes effect before torch is first imported.
+
+    `spin`: let a thread spin that many iterations (libgomp's GOMP_SPINCOUNT) before it sleeps. The serving engine
+    runs ~400 short parallel regions per decode step, and waking a sleeping thread for each cost it 1.2-1.35x in
+    tokens/s here (eval/BENCHMARK.md); a bounded spin still leaves an idle server at 0% CPU."""
     import os
     import sys
 
     if "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        if spin is not None:
+            os.environ.setdefault("GOMP_SPINCOUNT", str(spin))
 
 
 def torch_threads(threads: int | None) -> None:

@@ -15,8 +15,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from steerwarm.cli.options import passive_openmp
 from steerwarm.paths import shipped_vectors
 
+SERVE_SPIN = 200_000  # GOMP_SPINCOUNT for serving: best of 0 / 20,000 / 200,000 here, idle and under load
 console = Console(stderr=True, soft_wrap=True)  # the server's log: stdout stays free
 
 
@@ -58,9 +60,9 @@ def serve_command(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Serve the model with the warmth dial through an OpenAI-compatible API (chat, completions, streaming)."""
-    # Idle OpenMP threads sleep instead of spinning: on a CPU shared with other work, spinning threads slowed decoding
-    # several-fold here (4.6 vs 17 tok/s at 2 threads). Set OMP_WAIT_POLICY yourself to override; must precede torch.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Idle OpenMP threads sleep instead of spinning (a bounded spin first): see cli.options.passive_openmp.
+    # Set OMP_WAIT_POLICY / GOMP_SPINCOUNT yourself to override.
+    passive_openmp(spin=SERVE_SPIN)
     import torch
     import uvicorn
 
