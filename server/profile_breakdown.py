@@ -7,13 +7,17 @@ Reads py-spy's raw (collapsed) output recorded with --threads, e.g.
 
 and prints, for the engine's worker thread and for all threads, the share of samples per category. A stack goes
 to the first rule that matches it, in this order:
-  kv-cache copies   DynamicLayer.update (the cache grows by torch.cat each step), Engine._join / _left_pad
-                    (newcomers left-padded and concatenated), cache index_select in Engine._admit / Engine._drop
+  kv-cache copies   the engine before KV slots: DynamicLayer.update (the cache grows by torch.cat each step),
+                    Engine._join / _left_pad (newcomers left-padded and concatenated), cache index_select in
+                    Engine._admit / Engine._drop
+  kv slots          the engine on KV slots: SlotCache.update (one column written per row and layer), move (a
+                    finished row's slot taken by the last row; extra choices), reserve (columns doubled)
   detokenisation    steerwarm/serve/text.py, tokenizer decode
   sampling          Engine._choose / _sample (argmax, sampling), logprobs in Engine._advance
-  model forward     the rest under the model's forward, split into: attention projections (Linear under the
-                    attention module), attention kernel (sdpa), rotary, MLP matmuls (Linear under the MLP), MLP
-                    activation, RMSNorm, lm_head, steering/monitor hooks, masks, and module-call overhead
+  model forward     the rest under the model's forward (or the engine's lm_head), split into: attention
+                    projections (Linear under the attention module), attention kernel (sdpa), rotary, MLP matmuls
+                    (Linear under the MLP), MLP activation, RMSNorm, lm_head, steering/monitor hooks, masks, and
+                    module-call overhead
   http/asyncio      the main thread: uvicorn, asyncio, routes, streaming (tokenisation of prompts shown apart)
   other python      everything else on the worker (engine bookkeeping, event hand-off, steering set-up)
 py-spy only samples threads that are not idle, so shares are of busy samples.
@@ -46,6 +50,12 @@ def classify(frames: list[str], worker: bool) -> str:
         if _has(frames, "_encode_plus", "apply_chat_template", "encode ("):
             return "http/asyncio: prompt tokenisation"
         return "http/asyncio"
+    if _has(frames, "SlotCache.update"):
+        return "kv slots: write of each step's keys/values"
+    if _has(frames, "SlotCache.move"):
+        return "kv slots: row moves (finished rows, extra choices)"
+    if _has(frames, "SlotCache.reserve"):
+        return "kv slots: columns doubled"
     if _has(frames, "DynamicLayer.update"):
         return "kv-cache copies: cache update (cat per step)"
     if _has(frames, "Engine._join", "_left_pad"):
@@ -58,14 +68,19 @@ def classify(frames: list[str], worker: bool) -> str:
         return "detokenisation"
     if _has(frames, "Engine._choose", "_sample (", "log_softmax"):
         return "sampling"
+    if _has(frames, "Engine._lm_head"):
+        return "model forward: lm_head"
     if _has(frames, "LlamaForCausalLM.forward", "LlamaModel.forward", "ForCausalLM.forward"):
         leaf = frames[-1].split(" (")[0]
+        anchor = "Linear.forward"
+        if "serve/kernels.py" in frames[-1]:
+            anchor, leaf = leaf, "Linear.forward"  # the prepacked fast path stands in for nn.Linear.forward
         if _has(frames, "steerwarm/steer", "_MonitorHook", "steering"):
             return "model forward: steering/monitor hooks"
-        if _has(frames, "masking_utils"):
+        if _has(frames, "masking_utils", "attention_masks"):
             return "model forward: mask creation"
         if leaf == "Linear.forward":
-            parent = _parent_of(frames, "Linear.forward")
+            parent = _parent_of(frames, anchor)
             if "Attention" in parent:
                 return "model forward: attention projections (q/k/v/o)"
             if "MLP" in parent:

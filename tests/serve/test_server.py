@@ -331,6 +331,7 @@ def test_metrics_count_requests_tokens_and_batch(server: RunningServer, client: 
     assert float(lines["steerwarm_completion_tokens_total"]) >= 2
     assert float(lines["steerwarm_prompt_tokens_total"]) > 0
     for name in ("steerwarm_queue_depth", "steerwarm_running_rows", "steerwarm_decode_steps_total",
+                 "steerwarm_kv_slot_bytes", "steerwarm_kv_slot_grows_total",
                  'steerwarm_request_latency_seconds_count{endpoint="/v1/completions"}'):
         assert name in lines
     status, _ = _raw(server, "GET", "/metrics", headers={"Authorization": ""})

@@ -69,6 +69,7 @@ def test_a_joining_row_copies_no_running_row() -> None:
         engine.step()
     slots = engine.kv_slots
     assert slots is not None and engine.running_rows == 1
+    assert engine.kv_bytes == slots.nbytes > 0 and engine.kv_grows == 0
     length = len(PROMPTS[0].split()) + 4
     before_ptr = slots.row_storage(0)
     before = [k[0, :, :length].clone() for k in slots.keys if k is not None]

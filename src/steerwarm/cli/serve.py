@@ -49,8 +49,9 @@ def serve_command(
                                             "(faster from about 16 rows on this CPU, but rows may differ from solo "
                                             "runs); see eval/BENCHMARK.md.")] = "float32",
     fast_kernels: Annotated[bool, typer.Option(help="float32 on the CPU: prepack linear weights for oneDNN and use "
-                                                    "them for batched calls (+0.5 GB for the default model).")]
-    = True,
+                                                    "them for batched calls (+0.5 GB for the default model; an "
+                                                    "experiment: its gain is not settled, see eval/BENCHMARK.md).")]
+    = False,
     max_body_bytes: Annotated[int, typer.Option(min=1024, help="Largest request body accepted (413 beyond).")]
     = 1 << 20,
     default_max_tokens: Annotated[int, typer.Option(min=1, help="Chat max_tokens when a request sets none.")]

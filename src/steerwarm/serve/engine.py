@@ -215,7 +215,7 @@ def _slot_rows(spec: EngineRequest) -> int:
 
 class Engine:
     def __init__(self, loaded: LoadedModel, registry: SteeringRegistry, *, max_batch: int = 32,
-                 max_queue: int = 256, fast_kernels: bool = True) -> None:
+                 max_queue: int = 256, fast_kernels: bool = False) -> None:
         if max_batch < 1 or max_queue < 1:
             raise ValueError("max_batch and max_queue must be at least 1")
         self.loaded = loaded
@@ -241,7 +241,7 @@ class Engine:
         check_layer_types(cfg)
         self._fast: FastLinears | None = None
         if not fast_kernels:
-            self.kernels_note = "fast kernels: off (--no-fast-kernels)"
+            self.kernels_note = "fast kernels: off (--fast-kernels turns them on)"
         elif self.model.dtype != torch.float32 or self.device.type != "cpu":
             self.kernels_note = f"fast kernels: not used ({self.model.dtype} on {self.device.type}; float32 CPU only)"
         elif (reason := unavailable_reason()) is not None:
@@ -271,6 +271,7 @@ class Engine:
         self.prefills = 0
         self.generated_tokens = 0
         self.last_batch = 0
+        self.kv_grows = 0  # times the slot columns doubled (each copies every row once)
 
     # -- public API (any thread) ----------------------------------------------------------------------------------
     @property
@@ -292,6 +293,10 @@ class Engine:
     @property
     def running_rows(self) -> int:
         return len(self._rows)
+
+    @property
+    def kv_bytes(self) -> int:
+        return self._slots.nbytes if self._slots is not None else 0
 
     @property
     def kv_slots(self) -> SlotCache | None:
@@ -426,7 +431,11 @@ class Engine:
     def _slot_cache(self, cols: int) -> SlotCache:
         if self._slots is None:
             self._slots = SlotCache(self.max_batch, dtype=self.model.dtype, device=self.device)
+        before = self._slots.grows
         self._slots.reserve(cols)
+        if self._slots.grows != before:
+            self.kv_grows += 1
+            log.info("KV slots grew to %d columns (%.0f MB)", self._slots.cols, self._slots.nbytes / 1e6)
         return self._slots
 
     def _forward(self, start: int, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

@@ -4,13 +4,15 @@ Measured on this 2-core AVX-512 machine (the 30 decoder layers' linear weights o
 MKL's `F.linear` took 87.5 ms at 16 rows and 37.4 ms at 1 row; oneDNN with prepacked weights 53-57 ms at 16 rows
 but 40-51 ms at 1-2 rows. So batched calls (prefill, decode of 8 rows or more) take the packed weight, smaller ones
 the module's own.
+Opt-in (`steerwarm serve --fast-kernels`): in-process the engine gained 11-12% at 4-32 rows with the same text, but
+a served 16-client run on the noisy host lost 40% with it, so its default waits for a settled measurement.
 
 Invariants:
 - Only float32 `nn.Linear` modules on the CPU are touched, and only while installed: `install` returns a handle
   whose `remove()` restores every module's own forward. Parameters are never changed, so steering hooks, vector
   extraction and `state_dict` see the same weights.
 - Both paths compute the same float32 product up to summation order (largest relative difference seen: about 1e-6),
-  and the engine's greedy-equality tests (rows equal their solo runs) run with the fast path installed.
+  and an engine with the fast path installed keeps greedy rows equal to their solo runs (tested).
 - Needs torch's oneDNN linear ops; where they are missing, `unavailable_reason()` says why and the engine reports it
   at start-up and runs without them (never a silent fallback).
 - Memory: one packed copy of every linear weight (the default model in float32: about 0.5 GB more). The packed copy

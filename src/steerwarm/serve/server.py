@@ -168,6 +168,9 @@ class Server:
         m.gauge("steerwarm_running_rows", "Sequences in the running batch.", lambda: engine.running_rows)
         m.gauge("steerwarm_last_step_batch_size", "Rows decoded by the last step.", lambda: engine.last_batch)
         m.counter("steerwarm_decode_steps_total", "Batched decode steps.", lambda: engine.steps)
+        m.gauge("steerwarm_kv_slot_bytes", "Bytes of preallocated KV slot storage.", lambda: engine.kv_bytes)
+        m.counter("steerwarm_kv_slot_grows_total", "Times the KV slot columns doubled (one copy of every row).",
+                  lambda: engine.kv_grows)
         m.counter("steerwarm_prefills_total", "Prefill forward passes.", lambda: engine.prefills)
         m.counter("steerwarm_generated_tokens_total", "Tokens sampled (including cancelled requests).",
                   lambda: engine.generated_tokens)
