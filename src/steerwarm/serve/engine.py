@@ -417,7 +417,8 @@ class Engine:
         return out
 
     def _admit(self, newcomers: list[_Req]) -> None:
-        # prompts are prefilled together, in chunks of similar padded size (FIFO order is kept within a step)
+        # every newcomer joins this step; prompts are prefilled together, sorted by length into chunks of similar
+        # padded size
         budget = max(2048, max(len(r.spec.prompt_ids) for r in newcomers))
         chunk: list[_Req] = []
         for r in sorted(newcomers, key=lambda r: len(r.spec.prompt_ids)):
