@@ -52,14 +52,14 @@ def test_an_engine_with_fast_kernels_keeps_rows_equal_to_solo_runs_and_removes_t
     from steerwarm.serve.engine import Engine
     from steerwarm.serve.registry import SteeringRegistry
     from tests.conftest import loaded, make_tokenizer
-    from tests.serve.test_slots import PROMPTS, _request, _run
+    from tests.serve.test_slots import PROMPTS, greedy_request, run_joined
 
     model = loaded(make_tiny_model(), make_tokenizer(), "tiny")
     engine = Engine(model, SteeringRegistry({}, None, dial_note="test", num_layers=model.num_layers), max_batch=16,
                     fast_kernels=True)
     assert "prepacked" in engine.kernels_note
-    reqs = [_request(model, p, 14) for p in PROMPTS * 3]  # 12 rows: batched decode takes the packed path
-    solo = [_run(engine, [r], [0])[0] for r in reqs]
-    assert _run(engine, reqs, [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]) == solo
+    reqs = [greedy_request(model, p, 14) for p in PROMPTS * 3]  # 12 rows: batched decode takes the packed path
+    solo = [run_joined(engine, [r], [0])[0] for r in reqs]
+    assert run_joined(engine, reqs, [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]) == solo
     engine.close()
     assert not any("forward" in m.__dict__ for m in model.model.modules())

@@ -36,7 +36,7 @@ def _engine(model: LoadedModel, max_batch: int = 8) -> Engine:
                   max_batch=max_batch)
 
 
-def _request(model: LoadedModel, prompt: str, max_tokens: int = 12) -> EngineRequest:
+def greedy_request(model: LoadedModel, prompt: str, max_tokens: int = 12) -> EngineRequest:
     ids = tuple(model.tokenizer(prompt, add_special_tokens=False)["input_ids"])
     return EngineRequest(ids, SamplingParams(max_tokens=max_tokens, temperature=0.0, logprobs=0), RowSteering())
 
@@ -47,7 +47,7 @@ def _tokens(events: list[Event]) -> list[int]:
     return [t.token_id for t in done[0].logprobs]
 
 
-def _run(engine: Engine, reqs: list[EngineRequest], join_at: list[int]) -> list[list[int]]:
+def run_joined(engine: Engine, reqs: list[EngineRequest], join_at: list[int]) -> list[list[int]]:
     events: list[list[Event]] = [[] for _ in reqs]
     step = 0
     while step <= max(join_at) or engine.running_rows:
@@ -64,7 +64,7 @@ def test_a_joining_row_copies_no_running_row() -> None:
     model = loaded(make_tiny_model(), make_tokenizer(), "tiny")
     engine = _engine(model)
     first: list[Event] = []
-    engine.submit([_request(model, PROMPTS[0], max_tokens=30)], [first.append])
+    engine.submit([greedy_request(model, PROMPTS[0], max_tokens=30)], [first.append])
     for _ in range(4):
         engine.step()
     slots = engine.kv_slots
@@ -75,7 +75,8 @@ def test_a_joining_row_copies_no_running_row() -> None:
     before = [k[0, :, :length].clone() for k in slots.keys if k is not None]
     grows = slots.grows
     later: list[list[Event]] = [[], []]
-    engine.submit([_request(model, PROMPTS[1]), _request(model, PROMPTS[2])], [later[0].append, later[1].append])
+    engine.submit([greedy_request(model, PROMPTS[1]), greedy_request(model, PROMPTS[2])],
+                  [later[0].append, later[1].append])
     engine.step()  # both join (prefilled into rows 1 and 2) and all three decode one token
     assert engine.running_rows == 3 and engine.kv_slots is slots
     assert slots.row_storage(0) == before_ptr and slots.grows == grows
@@ -86,9 +87,10 @@ def test_a_joining_row_copies_no_running_row() -> None:
 def test_a_finished_row_hands_its_slot_to_the_last_row() -> None:
     model = loaded(make_tiny_model(), make_tokenizer(), "tiny")
     engine = _engine(model)
-    reqs = [_request(model, PROMPTS[0], 20), _request(model, PROMPTS[1], 3), _request(model, PROMPTS[2], 20)]
-    solo = [_run(engine, [r], [0])[0] for r in reqs]
-    together = _run(engine, reqs, [0, 0, 0])  # row 1 ends after 3 tokens; row 2 moves into its slot and goes on
+    reqs = [greedy_request(model, PROMPTS[0], 20), greedy_request(model, PROMPTS[1], 3),
+            greedy_request(model, PROMPTS[2], 20)]
+    solo = [run_joined(engine, [r], [0])[0] for r in reqs]
+    together = run_joined(engine, reqs, [0, 0, 0])  # row 1 ends after 3 tokens; row 2 moves into its slot and goes on
     assert together == solo
     assert engine.running_rows == 0
 
@@ -128,7 +130,7 @@ def test_engine_tokens_equal_generate_on_sliding_and_hybrid_attention(build: Any
     net = build(cfg).eval()
     model = loaded(net, tok, build.__name__)
     engine = _engine(model)
-    reqs = [_request(model, p, 14) for p in PROMPTS]
+    reqs = [greedy_request(model, p, 14) for p in PROMPTS]
     want = []
     for r in reqs:
         with torch.no_grad():
@@ -137,8 +139,8 @@ def test_engine_tokens_equal_generate_on_sliding_and_hybrid_attention(build: Any
         new = out[0, len(r.prompt_ids):].tolist()
         want.append(new[:new.index(tok.eos_token_id)] if tok.eos_token_id in new else new)  # the engine omits EOS
     assert max(len(r.prompt_ids) for r in reqs) > 2 * WINDOW and sum(map(len, want)) > 20  # windows really cut
-    assert [_run(engine, [r], [0])[0] for r in reqs] == want
-    assert _run(engine, reqs, [0, 2, 2, 5]) == want  # joined mid-generation, in one batch
+    assert [run_joined(engine, [r], [0])[0] for r in reqs] == want
+    assert run_joined(engine, reqs, [0, 2, 2, 5]) == want  # joined mid-generation, in one batch
 
 
 def test_masks_follow_positions_and_windows() -> None:
