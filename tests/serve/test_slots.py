@@ -23,7 +23,7 @@ from transformers import (
 from steerwarm.model.load import LoadedModel
 from steerwarm.serve.engine import ChoiceDone, Engine, EngineRequest, Event, SamplingParams
 from steerwarm.serve.registry import RowSteering, SteeringRegistry
-from steerwarm.serve.slots import SlotCache, attention_masks
+from steerwarm.serve.slots import MIN_COLS, SlotCache, attention_masks
 from tests.conftest import loaded, make_tiny_model, make_tokenizer
 
 PROMPTS = ["i feel sad today and i want to know why the world is cold", "what is the answer to this question ?",
@@ -73,13 +73,12 @@ def test_a_joining_row_copies_no_running_row() -> None:
     length = len(PROMPTS[0].split()) + 4
     before_ptr = slots.row_storage(0)
     before = [k[0, :, :length].clone() for k in slots.keys if k is not None]
-    grows = slots.grows
     later: list[list[Event]] = [[], []]
     engine.submit([greedy_request(model, PROMPTS[1]), greedy_request(model, PROMPTS[2])],
                   [later[0].append, later[1].append])
     engine.step()  # both join (prefilled into rows 1 and 2) and all three decode one token
     assert engine.running_rows == 3 and engine.kv_slots is slots
-    assert slots.row_storage(0) == before_ptr and slots.grows == grows
+    assert slots.row_storage(0) == before_ptr and engine.kv_grows == 0 and slots.cols == MIN_COLS
     for k, old in zip([k for k in slots.keys if k is not None], before, strict=True):
         assert torch.equal(k[0, :, :length], old)  # the running row's keys were neither moved nor rewritten
 
@@ -162,15 +161,15 @@ def test_masks_follow_positions_and_windows() -> None:
 
 def test_slot_columns_grow_by_doubling_and_keep_every_row() -> None:
     slots = SlotCache(2, dtype=torch.float32, device=torch.device("cpu"), cols=4)
-    slots.bind(0, torch.tensor([[0, 1, 2], [0, 1, 2]]))
+    slots.bind(0, torch.tensor([[0, 1, 2], [0, 1, 2]]), 3)
     k = torch.arange(2 * 1 * 3 * 2, dtype=torch.float32).reshape(2, 1, 3, 2)
     keys, _ = slots.update(k, k, 0)
     assert torch.equal(keys, k)
     with pytest.raises(ValueError, match="reserve"):
-        slots.bind(0, torch.tensor([[4], [4]]))
-    slots.reserve(5)
-    assert (slots.cols, slots.grows) == (8, 1)
-    slots.bind(1, torch.tensor([[4]]))
+        slots.bind(0, torch.tensor([[4], [4]]), 5)
+    assert not slots.reserve(4) and slots.cols == 4
+    assert slots.reserve(5) and slots.cols == 8
+    slots.bind(1, torch.tensor([[4]]), 5)
     keys, _ = slots.update(torch.ones(1, 1, 1, 2), torch.ones(1, 1, 1, 2), 0)
     assert keys.shape == (1, 1, 5, 2) and torch.equal(keys[0, :, :3], k[1])
     slots.move(1, 0, 5)

@@ -69,8 +69,9 @@ def passive_openmp(spin: int | None = None) -> None:
     Ask for passive waiting unless the user chose a policy; it only takes effect before torch is first imported.
 
     `spin`: let a thread spin that many iterations (libgomp's GOMP_SPINCOUNT) before it sleeps. The serving engine
-    runs ~400 short parallel regions per decode step, and waking a sleeping thread for each cost it 1.2-1.35x in
-    tokens/s here (eval/BENCHMARK.md); a bounded spin still leaves an idle server at 0% CPU."""
+    runs several hundred short ops per decode step (torch's profiler: 211 matmuls, 275 multiplies, 181 adds for the
+    default model), and waking a sleeping thread for each cost it 1.19-1.36x in tokens/s here (eval/BENCHMARK.md);
+    a bounded spin still leaves an idle server at ~0% CPU."""
     import os
     import sys
 

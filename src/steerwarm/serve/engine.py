@@ -5,7 +5,7 @@ Invariants:
 - Only the worker thread (or a test calling `step()` while no worker runs) touches the model, the KV slots and the
   steering hooks. Other threads only `submit` (append to a bounded queue under a lock) and `cancel` (set a flag).
 - Batch state: `rows` (one per generated sequence), and for row i the KV slot row i of a `SlotCache` (the key and
-  value of the token at position p live in column p), `lengths[i]` (tokens in its slot) and `next_tokens[i]` (the
+  value of the token at position p live in column p), `lengths[i]` (tokens in its slot) and `next[i]` (the
   token it feeds at position `lengths[i]` in the next decode step). Running rows always occupy slot rows
   [0, len(rows)), in the order of `rows`.
 - No step copies the cache of a running row: a newcomer's prompt is prefilled straight into free slot rows (right
@@ -432,18 +432,16 @@ class Engine:
     def _slot_cache(self, cols: int) -> SlotCache:
         if self._slots is None:
             self._slots = SlotCache(self.max_batch, dtype=self.model.dtype, device=self.device)
-        before = self._slots.grows
-        self._slots.reserve(cols)
-        if self._slots.grows != before:
+        if self._slots.reserve(cols):
             self.kv_grows += 1
             log.info("KV slots grew to %d columns (%.0f MB)", self._slots.cols, self._slots.nbytes / 1e6)
         return self._slots
 
-    def _forward(self, start: int, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Run the decoder on `ids` [n, q] at `positions` into slot rows [start, start + n); last hidden states."""
-        width = int(positions.max()) + 1
+    def _forward(self, start: int, ids: torch.Tensor, positions: torch.Tensor, width: int) -> torch.Tensor:
+        """Run the decoder on `ids` [n, q] at `positions` (all < width) into slot rows [start, start + n); last
+        hidden states."""
         slots = self._slot_cache(width)
-        slots.bind(start, positions)
+        slots.bind(start, positions, width)
         mask = attention_masks(self.model.config, positions, width, self.model.dtype)
         out = self._net.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=positions,
                                        past_key_values=slots, use_cache=True)
@@ -460,7 +458,7 @@ class Engine:
         positions = torch.arange(width, device=self.device).expand(len(group), width)
         start = len(self._rows)
         self._apply_steering([r.spec.steering for r in group])
-        hidden = self._forward(start, ids, positions)
+        hidden = self._forward(start, ids, positions, width)
         self.prefills += 1
         at = torch.tensor([n - 1 for n in lengths], dtype=torch.long, device=self.device)
         picked = torch.arange(len(group), device=self.device)
@@ -471,7 +469,7 @@ class Engine:
         # leaves it, finished), further choices get rows after them with a copy of their prompt's row
         rows: list[_Row] = []
         src: list[int] = []
-        done: list[int] = []
+        done: set[int] = set()
         for i, req in enumerate(group):
             text = None
             prompt_lp = None
@@ -487,8 +485,9 @@ class Engine:
             rows.append(self._new_row(req, 0))
             src.append(i)
             if req.cancelled or req.spec.params.max_tokens == 0:
-                done.append(start + i)
-        slots = self._slot_cache(width)
+                done.add(start + i)
+        slots = self._slots
+        assert slots is not None  # _forward made it
         for i, req in enumerate(group):
             if req.cancelled or req.spec.params.max_tokens == 0:
                 continue
@@ -507,8 +506,8 @@ class Engine:
                 continue
             p = float(last_proj[src[j]]) if last_proj is not None else None
             if self._advance(row, tokens[j], row_logits[j], p):
-                done.append(start + j)
-        self._drop(done)
+                done.add(start + j)
+        self._drop(sorted(done))
 
     def _new_row(self, req: _Req, choice: int) -> _Row:
         p = req.spec.params
@@ -570,7 +569,7 @@ class Engine:
         self._apply_steering([r.req.spec.steering for r in rows])
         ids = torch.tensor(self._next, dtype=torch.long, device=self.device)[:, None]
         positions = torch.tensor(self._lengths, dtype=torch.long, device=self.device)[:, None]
-        hidden = self._forward(0, ids, positions)
+        hidden = self._forward(0, ids, positions, max(self._lengths) + 1)
         logits = self._lm_head(hidden[:, -1, :])
         self._lengths = [n + 1 for n in self._lengths]
         self.steps += 1

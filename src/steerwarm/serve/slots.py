@@ -14,7 +14,7 @@ Invariants:
   `[start:start + n, :, :width]`, never copies.
 - Only three things copy keys: `move` (one row onto another: the engine compacts its batch when a row finishes, and
   gives each extra choice of a prompt its own row), and `reserve` when the columns must grow, which copies every
-  row once and is counted in `grows`.
+  row once and says so (its return value; the engine counts it).
 - It is duck-typed to what transformers' attention layers call (`update(keys, values, layer_idx, kwargs)`); the
   engine always passes positions and a prepared mask, so the model never asks it for a sequence length.
 """
@@ -40,7 +40,6 @@ class SlotCache:
         self.device = device
         self.keys: list[torch.Tensor | None] = []
         self.values: list[torch.Tensor | None] = []
-        self.grows = 0
         self._start = 0
         self._n = 0
         self._rows_index: torch.Tensor | None = None
@@ -48,10 +47,11 @@ class SlotCache:
         self._width = 0
 
     # -- what the engine calls ------------------------------------------------------------------------------------
-    def reserve(self, cols: int) -> None:
-        """Make room for positions < `cols`, doubling the columns (one copy of every row) when needed."""
+    def reserve(self, cols: int) -> bool:
+        """Make room for positions < `cols`, doubling the columns (one copy of every row) when needed; True if it
+        grew."""
         if cols <= self.cols:
-            return
+            return False
         new = self.cols
         while new < cols:
             new *= 2
@@ -63,14 +63,14 @@ class SlotCache:
                 grown[:, :, :self.cols] = old
                 store[i] = grown
         self.cols = new
-        self.grows += 1
+        return True
 
-    def bind(self, start: int, positions: torch.Tensor) -> None:
-        """Point the next forward call at rows [start, start + n) with `positions` [n, q] (one per input token)."""
+    def bind(self, start: int, positions: torch.Tensor, width: int) -> None:
+        """Point the next forward call at rows [start, start + n) with `positions` [n, q] (one per input token);
+        `width` = the largest position + 1 (the caller knows it without a pass over the tensor)."""
         n = positions.shape[0]
         if start < 0 or start + n > self.rows:
             raise ValueError(f"rows [{start}, {start + n}) outside the {self.rows} slots")
-        width = int(positions.max()) + 1
         if width > self.cols:
             raise ValueError(f"position {width - 1} beyond the reserved {self.cols} columns; call reserve first")
         self._start, self._n, self._width = start, n, width
