@@ -1,34 +1,22 @@
 """KV slots: a row joining a running batch copies no running row, a finished row's slot is reused by moving one
-row, and sliding-window and hybrid attention (Mistral, Qwen2, Gemma 2, Gemma 3) serve the tokens `generate` makes."""
+row, and every family of the architecture matrix (sliding-window and hybrid attention included) serves the tokens
+`generate` makes."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
-from transformers import (
-    Gemma2Config,
-    Gemma2ForCausalLM,
-    Gemma3ForCausalLM,
-    Gemma3TextConfig,
-    LlamaConfig,
-    LlamaForCausalLM,
-    MistralConfig,
-    MistralForCausalLM,
-    Qwen2Config,
-    Qwen2ForCausalLM,
-)
+from transformers import MistralConfig
 
 from steerwarm.model.load import LoadedModel
 from steerwarm.serve.engine import ChoiceDone, Engine, EngineRequest, Event, SamplingParams
 from steerwarm.serve.registry import RowSteering, SteeringRegistry
 from steerwarm.serve.slots import MIN_COLS, SlotCache, attention_masks
 from tests.conftest import loaded, make_tiny_model, make_tokenizer
+from tests.families import FAMILIES, WINDOW, family_model
 
 PROMPTS = ["i feel sad today and i want to know why the world is cold", "what is the answer to this question ?",
            "make me a cup of tea please", "hello"]
-WINDOW = 4
 
 
 def _engine(model: LoadedModel, max_batch: int = 8) -> Engine:
@@ -94,40 +82,12 @@ def test_a_finished_row_hands_its_slot_to_the_last_row() -> None:
     assert engine.running_rows == 0
 
 
-def _llama(cfg: dict[str, Any]) -> torch.nn.Module:
-    return LlamaForCausalLM(LlamaConfig(**cfg))
-
-
-def _mistral(cfg: dict[str, Any]) -> torch.nn.Module:
-    return MistralForCausalLM(MistralConfig(**cfg, sliding_window=WINDOW))
-
-
-def _qwen2(cfg: dict[str, Any]) -> torch.nn.Module:
-    return Qwen2ForCausalLM(Qwen2Config(**cfg, use_sliding_window=True, sliding_window=WINDOW,
-                                        layer_types=["sliding_attention", "full_attention", "sliding_attention"]))
-
-
-def _gemma2(cfg: dict[str, Any]) -> torch.nn.Module:
-    return Gemma2ForCausalLM(Gemma2Config(**cfg, head_dim=16, sliding_window=WINDOW, attn_logit_softcapping=50.0,
-                                          final_logit_softcapping=30.0, attn_implementation="eager"))
-
-
-def _gemma3(cfg: dict[str, Any]) -> torch.nn.Module:
-    return Gemma3ForCausalLM(Gemma3TextConfig(**cfg, head_dim=16, sliding_window=WINDOW,
-                                              layer_types=["sliding_attention", "sliding_attention",
-                                                           "full_attention"]))
-
-
-@pytest.mark.parametrize("build", [_llama, _mistral, _qwen2, _gemma2, _gemma3],
-                         ids=["llama", "mistral-sliding", "qwen2-hybrid", "gemma2-hybrid-softcap", "gemma3-hybrid"])
-def test_engine_tokens_equal_generate_on_sliding_and_hybrid_attention(build: Any) -> None:
-    tok = make_tokenizer()
-    torch.manual_seed(0)
-    cfg = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
-               num_key_value_heads=2, max_position_embeddings=256, pad_token_id=tok.pad_token_id,
-               bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    net = build(cfg).eval()
-    model = loaded(net, tok, build.__name__)
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_engine_tokens_equal_generate_in_every_family(family: str) -> None:
+    """Every family of the architecture matrix, sliding-window and hybrid ones included, serves the tokens its own
+    `generate` makes, solo and joined mid-generation in one batch."""
+    model = family_model(family)
+    net, tok = model.model, model.tokenizer
     engine = _engine(model)
     reqs = [greedy_request(model, p, 14) for p in PROMPTS]
     want = []

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from steerwarm.model.device import placement, torch_dtype
 from steerwarm.paths import models_dir
 
 if TYPE_CHECKING:
@@ -57,7 +58,6 @@ REGISTRY: dict[str, EmbeddedModel] = {
     )
 }
 ALIASES = {"default": DEFAULT_MODEL, "smollm2-135m-instruct": DEFAULT_MODEL}
-DTYPES = ("float32", "bfloat16")
 
 
 @dataclass
@@ -226,12 +226,15 @@ def resolve(name_or_path: str) -> tuple[str, Path]:
     return name_or_path, Path(path)
 
 
-def torch_dtype(dtype: str) -> torch.dtype:
-    import torch
-
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
-    return torch.float32 if dtype == "float32" else torch.bfloat16
+def read_chat_template(path: Path) -> str:
+    """A chat template file's text (Jinja, as in a tokenizer's `chat_template`); a clear error when unusable."""
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ModelNotFoundError(f"cannot read the chat template {path}: {exc.strerror}") from exc
+    if "messages" not in text:
+        raise ModelNotFoundError(f"{path} does not look like a chat template (a Jinja template over `messages`)")
+    return text
 
 
 def _quiet_transformers() -> None:
@@ -241,10 +244,14 @@ def _quiet_transformers() -> None:
     hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
 
 
-def load(name_or_path: str = DEFAULT_MODEL, dtype: str = "float32") -> LoadedModel:
-    """Load a causal LM for steering (eval mode, left-padding tokenizer with a pad token)."""
+def load(name_or_path: str = DEFAULT_MODEL, dtype: str = "float32", device: str | None = None,
+         chat_template: Path | None = None) -> LoadedModel:
+    """Load a causal LM for steering (eval mode, left-padding tokenizer with a pad token) on `device` (see
+    `steerwarm.model.device`: None is `STEERWARM_DEVICE` or the CPU) in `dtype` (`auto` picks per device).
+    `chat_template`: a Jinja file that replaces the tokenizer's chat template (or supplies a missing one)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    where = placement(device, dtype)  # before any file is read: a missing device fails fast
     name, path = resolve(name_or_path)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     _quiet_transformers()
@@ -252,7 +259,9 @@ def load(name_or_path: str = DEFAULT_MODEL, dtype: str = "float32") -> LoadedMod
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype(dtype))
+    if chat_template is not None:
+        tok.chat_template = read_chat_template(chat_template)
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype(where.dtype), **where.load_kwargs())
     model.eval()  # type: ignore[no-untyped-call]
     return LoadedModel(model=model, tokenizer=tok, name=name, path=path, fingerprint=fingerprint(model))
 
@@ -271,6 +280,7 @@ def describe(loaded: LoadedModel) -> dict[str, Any]:
         "vocab_size": cfg.vocab_size,
         "context_length": getattr(cfg, "max_position_embeddings", None),
         "dtype": str(next(loaded.model.parameters()).dtype).removeprefix("torch."),
+        "device": ", ".join(sorted({str(p.device) for p in loaded.model.parameters()})),
         "parameters": sum(p.numel() for p in loaded.model.parameters()),
         "fingerprint": loaded.fingerprint,
     }

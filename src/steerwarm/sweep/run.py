@@ -53,7 +53,8 @@ from steerwarm.bench.prompts import TEMPLATES
 from steerwarm.bench.runner import MODES, RunConfig, RunResult, build_run_grid, run_benchmark
 from steerwarm.bench.store import RunStore
 from steerwarm.bench.summary import build_summary
-from steerwarm.model.load import DEFAULT_MODEL, DTYPES
+from steerwarm.model.device import DTYPES
+from steerwarm.model.load import DEFAULT_MODEL
 from steerwarm.paths import display, shipped_vectors
 from steerwarm.records import SettingsLock, append_records
 from steerwarm.sweep.folder import METER_ANSWERS, METER_JSONL, RUNS, SWEEP_JSON, meter_rows
