@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from steerwarm.cli.options import DtypeOpt, console, fail
+from steerwarm.cli.options import DeviceOpt, DtypeOpt, console, fail
 
 app = typer.Typer(help="Prepare and inspect models.", no_args_is_help=True)
 
@@ -38,14 +38,15 @@ def prepare_command(
 def info_command(
     name: Annotated[str, typer.Argument(help="Model name, local folder or cached hub id.")] = "smollm2-135m",
     dtype: DtypeOpt = "float32",
+    device: DeviceOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Print architecture, layers, hidden size, dtype and fingerprint of a model."""
+    """Print architecture, layers, hidden size, dtype, device and fingerprint of a model."""
     from steerwarm.model.load import ModelNotFoundError, describe, load
 
     try:
-        info = describe(load(name, dtype))
-    except ModelNotFoundError as exc:
+        info = describe(load(name, dtype, device))
+    except (ModelNotFoundError, ValueError) as exc:
         fail(str(exc))
     if as_json:
         print(json.dumps(info, indent=2))

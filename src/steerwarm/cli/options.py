@@ -18,7 +18,13 @@ from steerwarm.bench import TASKS
 console = Console(emoji=False, highlight=False)  # ":anger:" in condition names is not an emoji
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model name, local folder or cached hub id.")]
-DtypeOpt = Annotated[str, typer.Option("--dtype", help="float32 or bfloat16.")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto, float32, bfloat16 or float16 (auto: bfloat16 on CUDA, "
+                                                  "float16 on MPS, float32 on the CPU).")]
+DeviceOpt = Annotated[str | None, typer.Option(
+    "--device", help="auto, cpu, cuda, cuda:N or mps (auto: the best present; several GPUs: the model spread over "
+                     "all). Default: $STEERWARM_DEVICE, else cpu.")]
+ChatTemplateOpt = Annotated[Path | None, typer.Option(
+    "--chat-template", help="Jinja chat template file, for a model without one (or to replace its own).")]
 ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: torch's choice).")]
 
 

@@ -74,13 +74,12 @@ def resolve_device(spec: str | None = None) -> tuple[str, str | None]:
         if cuda:
             return cuda[0], None
         return ("mps" if "mps" in devices else "cpu"), None
-    if spec == "cuda":
-        spec = "cuda:0"
-    if not re.fullmatch(r"cpu|mps|cuda:\d+", spec):
+    if not re.fullmatch(r"cpu|mps|cuda(:\d+)?", spec):
         raise DeviceError(f"unknown device {spec!r}; choose {DEVICE_CHOICES}")
-    if spec not in devices:
+    device = "cuda:0" if spec == "cuda" else spec
+    if device not in devices:
         raise _missing(spec, devices)
-    return spec, None
+    return device, None
 
 
 def resolve_dtype(spec: str, device: str) -> str:
