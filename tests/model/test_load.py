@@ -51,5 +51,7 @@ def test_local_folder_loads(tmp_path: Path) -> None:
     assert loaded.fingerprint == fingerprint(model)
     assert next(loaded.model.parameters()).dtype == torch.bfloat16
     assert loaded.tokenizer.padding_side == "left"
-    with pytest.raises(ValueError, match="dtype"):
-        load(str(tmp_path / "tiny"), dtype="float16")
+    assert next(load(str(tmp_path / "tiny"), dtype="auto").model.parameters()).dtype == torch.float32  # on the CPU
+    assert next(load(str(tmp_path / "tiny"), dtype="float16").model.parameters()).dtype == torch.float16
+    with pytest.raises(ValueError, match="dtype must be one of auto, float32, bfloat16, float16"):
+        load(str(tmp_path / "tiny"), dtype="int8")

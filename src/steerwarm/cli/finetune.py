@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from steerwarm.cli.options import ModelOpt, console
+from steerwarm.cli.options import DeviceOpt, ModelOpt, console, fail
 
 app = typer.Typer(help="Warm and cold fine-tunes: train, prepare the shipped ones (vectors/finetunes/), ship.",
                   no_args_is_help=True)
@@ -29,14 +29,20 @@ def train_command(
     micro_batch: int = 8,
     seed: int = 0,
     out: Annotated[Path | None, typer.Option(help="Run folder (default under $STEERWARM_HOME/finetunes).")] = None,
+    device: DeviceOpt = None,
 ) -> None:
-    """Fine-tune the model on the corpus's warm (or cold) variants; resumes when rerun after a kill."""
+    """Fine-tune the model on the corpus's warm (or cold) variants; resumes when rerun after a kill (on any
+    device: the device is not part of the run's configuration). Float32 weights, bfloat16 autocast."""
     from steerwarm.finetune.train import TrainConfig, train
+    from steerwarm.model.load import ModelNotFoundError
 
-    cfg = TrainConfig(variant=variant, method=method, model=model, epochs=epochs, lr=lr, batch_size=batch_size,
-                      micro_batch=micro_batch, seed=seed,
-                      checkpoints=tuple(float(x) for x in checkpoints.split(",") if x.strip()))
-    res = train(cfg, out)
+    try:
+        cfg = TrainConfig(variant=variant, method=method, model=model, epochs=epochs, lr=lr, batch_size=batch_size,
+                          micro_batch=micro_batch, seed=seed,
+                          checkpoints=tuple(float(x) for x in checkpoints.split(",") if x.strip()))
+        res = train(cfg, out, device=device)
+    except (ModelNotFoundError, ValueError) as exc:
+        fail(str(exc))
     console.print(f"run folder {res.run_dir}: {res.steps} steps (resumed at {res.resumed_from}), "
                   f"{res.seconds / 60:.1f} min, final loss {res.losses[-1] if res.losses else float('nan'):.3f}")
     for epoch, path in sorted(res.checkpoints.items(), key=lambda kv: float(kv[0])):

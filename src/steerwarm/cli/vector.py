@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from steerwarm.cli.options import ModelOpt, console, fail, parse_layers
+from steerwarm.cli.options import ChatTemplateOpt, DeviceOpt, DtypeOpt, ModelOpt, console, fail, parse_layers
 
 if TYPE_CHECKING:
     from steerwarm.model.load import LoadedModel
@@ -33,18 +33,22 @@ LimitOpt = Annotated[int | None, typer.Option(help="Only the first N validation 
 MaxTokOpt = Annotated[int, typer.Option("--max-tokens", min=1, help="New tokens per greedy answer.")]
 
 
-def _load_base(model: str) -> LoadedModel:
-    from steerwarm.model.load import load
+def _load_base(model: str, device: str | None = None, dtype: str = "float32",
+               chat_template: Path | None = None) -> LoadedModel:
+    from steerwarm.model.load import ModelNotFoundError, load
 
-    return load(model)
+    try:
+        return load(model, dtype, device, chat_template)
+    except (ModelNotFoundError, ValueError) as exc:
+        fail(str(exc))
 
 
-def _load_finetune(spec: str) -> tuple[LoadedModel, str]:
-    """warm | cold (the shipped fine-tunes) | a model folder."""
+def _load_finetune(spec: str, device: str | None = None, dtype: str = "float32",
+                   chat_template: Path | None = None) -> tuple[LoadedModel, str]:
+    """warm | cold (the shipped fine-tunes) | a model folder, placed like the base model."""
     from steerwarm.finetune.shipped import resolve_finetune
-    from steerwarm.model.load import load
 
-    return load(str(resolve_finetune(spec))), spec
+    return _load_base(str(resolve_finetune(spec)), device, dtype, chat_template), spec
 
 
 def _print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -70,6 +74,9 @@ def extract_contrast(
     neg: Annotated[Path, typer.Option(help="Texts of the negative side.")],
     out: Annotated[Path, typer.Option(help="Output .safetensors path.")],
     model: ModelOpt = "smollm2-135m",
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "float32",
+    chat_template: ChatTemplateOpt = None,
     name: Annotated[str, typer.Option(help="Vector name.")] = "contrast",
     steer_layers: Annotated[str | None, typer.Option(help="Default layers to steer, e.g. 10-16.")] = None,
     batch_size: int = 8,
@@ -78,7 +85,8 @@ def extract_contrast(
     from steerwarm.directions.activations import read_texts
     from steerwarm.directions.aggregate import contrast_vector
 
-    vec = contrast_vector(_load_base(model), read_texts(pos), read_texts(neg), name=name,
+    base = _load_base(model, device, dtype, chat_template)
+    vec = contrast_vector(base, read_texts(pos), read_texts(neg), name=name,
                           default_layers=parse_layers(steer_layers) or (), batch_size=batch_size)
     _saved(vec, out, "contrast of POS versus NEG")
 
@@ -94,6 +102,9 @@ def extract_finetune(
     limit: LimitOpt = None,
     max_tokens: MaxTokOpt = 96,
     model: ModelOpt = "smollm2-135m",
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "float32",
+    chat_template: ChatTemplateOpt = None,
     name: Annotated[str | None, typer.Option(help="Vector name (default finetune-FINETUNE).")] = None,
     shard_size: Annotated[int, typer.Option(min=1, help="Items per activation shard.")] = 32,
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
@@ -106,8 +117,8 @@ def extract_finetune(
 
     if aggregator not in AGGREGATORS:
         fail(f"--aggregator must be one of {', '.join(AGGREGATORS)}, got {aggregator!r}")
-    base = _load_base(model)
-    finetuned, label = _load_finetune(finetune)
+    base = _load_base(model, device, dtype, chat_template)
+    finetuned, label = _load_finetune(finetune, device, dtype, chat_template)
     try:
         vec = run(base, finetuned, validation_prompts(limit), cache, method=aggregator, layers=parse_layers(layers),
                   max_new_tokens=max_tokens, shard_size=shard_size, batch_size=batch_size,
@@ -148,6 +159,9 @@ def _contrast_command(source: str, default_name: str, doc: str) -> Callable[...,
         limit: Annotated[int | None, typer.Option(help="Only N train conversations (balanced by type).")] = None,
         steer_layers: Annotated[str | None, typer.Option(help="Default layers to steer.")] = None,
         model: ModelOpt = "smollm2-135m",
+        device: DeviceOpt = None,
+        dtype: DtypeOpt = "float32",
+        chat_template: ChatTemplateOpt = None,
         name: str = default_name,
         batch_size: Annotated[int, typer.Option(min=1)] = 8,
     ) -> None:
@@ -161,7 +175,8 @@ def _contrast_command(source: str, default_name: str, doc: str) -> Callable[...,
         else:
             warm, cold = system_prompt_items("train", limit)
             params.update(answers="neutral", warm_system=WARM_SYSTEM, cold_system=COLD_SYSTEM)
-        vec = contrast_vector(_load_base(model), warm, cold, name=name, default_layers=parse_layers(steer_layers) or (),
+        base = _load_base(model, device, dtype, chat_template)
+        vec = contrast_vector(base, warm, cold, name=name, default_layers=parse_layers(steer_layers) or (),
                               batch_size=batch_size, method=f"{source}-contrast", params=params)
         _saved(vec, out, f"{len(warm)} warm / {len(cold)} cold items")
 
@@ -188,6 +203,9 @@ def choose_layer_command(
     max_tokens: MaxTokOpt = 64,
     cache: Annotated[Path | None, typer.Option(help="Folder for the answer log (reruns resume).")] = None,
     model: ModelOpt = "smollm2-135m",
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "float32",
+    chat_template: ChatTemplateOpt = None,
 ) -> None:
     """Steer each candidate layer at one relative strength; keep the layer with the best warmth gain under a cap."""
     from steerwarm.calibrate.dial import CalibrationError
@@ -201,7 +219,7 @@ def choose_layer_command(
     if sense not in ("warm", "cold"):
         fail(f"--sense must be warm or cold, got {sense!r}")
     vec = SteeringVector.load(vector)
-    base_model = _load_base(model)
+    base_model = _load_base(model, device, dtype, chat_template)
     vec.check_model(base_model.fingerprint)
     sign = 1 if sense == "warm" else -1
     log = AnswerLog(cache / "answers.jsonl" if cache else None)
@@ -233,6 +251,9 @@ def calibrate_command(
     max_tokens: MaxTokOpt = 64,
     cache: Annotated[Path | None, typer.Option(help="Folder for the answer log (reruns resume).")] = None,
     model: ModelOpt = "smollm2-135m",
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "float32",
+    chat_template: ChatTemplateOpt = None,
 ) -> None:
     """Map the warmth dial to raw coefficients: dial 1 = as warm (or cold) as the fine-tune's answers."""
     from steerwarm.calibrate.dial import CalibrationError, apply_calibration, fit_calibration
@@ -247,9 +268,9 @@ def calibrate_command(
         fail(f"--coefs must be comma-separated numbers, got {coefs!r}")
         return
     vec = SteeringVector.load(vector)
-    base_model = _load_base(model)
+    base_model = _load_base(model, device, dtype, chat_template)
     vec.check_model(base_model.fingerprint)
-    finetuned, label = _load_finetune(finetune)
+    finetuned, label = _load_finetune(finetune, device, dtype, chat_template)
     prompts = validation_prompts(limit)
     meter = Meter.default(base_model)
     log = AnswerLog(cache / "answers.jsonl" if cache else None)
@@ -279,13 +300,16 @@ def inspect_command(
     = None,
     layer: Annotated[int | None, typer.Option(help="Layer for the logit lens and projections.")] = None,
     model: ModelOpt = "smollm2-135m",
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = "float32",
+    chat_template: ChatTemplateOpt = None,
     no_model: Annotated[bool, typer.Option(help="Do not load a model (no logit lens, no text projections).")]
     = False,
 ) -> None:
     """Write an inspection report: norms, cosines, probe accuracy, logit lens, projections."""
     from steerwarm.directions.activations import read_texts
     from steerwarm.inspect.report import InspectInputs, inspect_vector
-    from steerwarm.model.load import ModelNotFoundError
+    from steerwarm.model.load import ModelNotFoundError, load
     from steerwarm.steer.vector import SteeringVector
 
     vec = SteeringVector.load(vector)
@@ -303,7 +327,7 @@ def inspect_command(
         inputs.model_error = "(--no-model)"
     else:
         try:
-            loaded = _load_base(model)
+            loaded = load(model, dtype, device, chat_template)
             vec.check_model(loaded.fingerprint)
             inputs.model = loaded
         except (ModelNotFoundError, ValueError) as exc:

@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from steerwarm.model.chat import chat_text
+from steerwarm.model.device import input_device
 from steerwarm.model.load import LoadedModel
 from steerwarm.steer.hooks import record_residuals
 
@@ -97,7 +98,8 @@ def response_activations(
                 input_ids[i, width - len(ids):] = torch.tensor(ids)
                 mask[i, width - len(ids):] = 1
             with torch.inference_mode(), record_residuals(model, layers) as rec:
-                model(input_ids=input_ids, attention_mask=mask, use_cache=False)
+                dev = input_device(model)
+                model(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), use_cache=False)
             for i, (ids, first) in enumerate(chunk):
                 lo = width - len(ids) + first
                 if lo >= width:

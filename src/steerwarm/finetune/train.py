@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from steerwarm import __version__
 from steerwarm.corpus.schema import Conversation, Variant, load_corpus
+from steerwarm.model.device import input_device
 from steerwarm.model.load import LoadedModel, canonical_name, load
 from steerwarm.paths import steerwarm_home
 from steerwarm.records import RecordLog, SettingsLock, rewrite_records
@@ -164,10 +165,12 @@ def _token_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> t
     head: Any = base.get_output_embeddings()
     targets = batch["labels"][:, 1:]
     keep = targets != -100
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        hidden = backbone(base)(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        logits = head(hidden[:, :-1][keep])
-    loss = torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="sum")
+    dev = input_device(base)
+    with torch.autocast(dev.type, dtype=torch.bfloat16):
+        hidden = backbone(base)(input_ids=batch["input_ids"].to(dev),
+                                attention_mask=batch["attention_mask"].to(dev)).last_hidden_state
+        logits = head(hidden[:, :-1][keep.to(hidden.device)])
+    loss = torch.nn.functional.cross_entropy(logits.float(), targets[keep].to(logits.device), reduction="sum")
     return loss, int(keep.sum())
 
 
@@ -204,8 +207,8 @@ def _save_state(run_dir: Path, model: torch.nn.Module, opt: torch.optim.Optimize
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _build_model(cfg: TrainConfig, dtype: str = "float32") -> tuple[LoadedModel, torch.nn.Module]:
-    loaded = load(cfg.model, dtype)
+def _build_model(cfg: TrainConfig, device: str | None = None) -> tuple[LoadedModel, torch.nn.Module]:
+    loaded = load(cfg.model, "float32", device)  # float32 master weights; the step runs under bf16 autocast
     model: torch.nn.Module = loaded.model
     if cfg.method == "lora":
         from peft import LoraConfig, get_peft_model
@@ -223,8 +226,10 @@ def corpus_examples(cfg: TrainConfig, loaded: LoadedModel, convs: Sequence[Conve
 
 
 def train(cfg: TrainConfig, run_dir: Path | None = None, convs: Sequence[Conversation] | None = None,
-          stop_after: int | None = None) -> TrainResult:
-    """Fine-tune (or resume fine-tuning) and write checkpoints; `stop_after` ends early after that many steps."""
+          stop_after: int | None = None, device: str | None = None) -> TrainResult:
+    """Fine-tune (or resume fine-tuning) and write checkpoints; `stop_after` ends early after that many steps.
+    `device` (see `steerwarm.model.device`) is where the model trains; it is not part of the run's configuration,
+    so a run started on one device resumes on another."""
     start = time.perf_counter()
     run_dir = Path(run_dir) if run_dir else default_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -237,7 +242,7 @@ def train(cfg: TrainConfig, run_dir: Path | None = None, convs: Sequence[Convers
     lock.check(want)
     lock.write(want)
 
-    loaded, model = _build_model(cfg)
+    loaded, model = _build_model(cfg, device)
     examples = corpus_examples(cfg, loaded, convs)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)

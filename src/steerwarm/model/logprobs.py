@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from steerwarm.model.anatomy import backbone
+from steerwarm.model.device import input_device
 from steerwarm.model.load import LoadedModel
 
 
@@ -32,6 +33,7 @@ def continuation_logprobs(
     if len(prefixes) != len(continuations):
         raise ValueError("need one prefix per continuation")
     tok, model = loaded.tokenizer, loaded.model
+    dev = input_device(model)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
     pairs: list[tuple[list[int], int]] = []
     for p, c in zip(prefixes, continuations, strict=True):
@@ -56,11 +58,13 @@ def continuation_logprobs(
         # Only the positions that predict a continuation token go through the unembedding (49k wide here).
         rows = torch.cat([torch.full((n_cont,), i) for i, (_, n_cont) in enumerate(chunk)])
         cols = torch.cat([torch.arange(len(ids) - n_cont - 1, len(ids) - 1) for ids, n_cont in chunk])
+        targets = input_ids[rows, cols + 1][:, None]
         with torch.inference_mode():
-            hidden = backbone(model)(input_ids=input_ids, attention_mask=mask, use_cache=False).last_hidden_state
+            hidden = backbone(model)(input_ids=input_ids.to(dev), attention_mask=mask.to(dev),
+                                     use_cache=False).last_hidden_state
             head: Any = model.get_output_embeddings()  # type: ignore[no-untyped-call]
-            logits = head(hidden[rows, cols]).float()
-        logp = torch.log_softmax(logits, dim=-1).gather(-1, input_ids[rows, cols + 1][:, None])[:, 0]
+            logits = head(hidden[rows.to(hidden.device), cols.to(hidden.device)]).float()
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, targets.to(logits.device))[:, 0].cpu()
         out.extend(t.clone() for t in torch.split(logp, [n_cont for _, n_cont in chunk]))
     return out
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from steerwarm.model.device import input_device
 from steerwarm.model.load import LoadedModel
 from steerwarm.steer.hooks import SteerSpec, steer
 from steerwarm.steer.vector import SteeringVector
@@ -40,7 +41,7 @@ def generate_texts(
     """Generate one completion per already-templated prompt; row i is steered with raw coefficient coefs[i] of
     `vector`, and/or by any further `specs` (e.g. `Dial.specs(warmths)`, one warmth per row)."""
     tok, model = loaded.tokenizer, loaded.model
-    enc = tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = tok(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False).to(input_device(model))
     kwargs: dict[str, object] = {
         "max_new_tokens": config.max_new_tokens,
         "pad_token_id": tok.pad_token_id,
@@ -60,4 +61,4 @@ def generate_texts(
     with torch.inference_mode(), steer(model, all_specs):
         out = model.generate(**enc, **kwargs)  # type: ignore[operator]
     new = out[:, enc["input_ids"].shape[1]:]
-    return [str(tok.decode(row, skip_special_tokens=True)) for row in new]
+    return [str(tok.decode(row, skip_special_tokens=True)) for row in new.cpu()]

@@ -40,14 +40,6 @@ class SteerSpec:
         return list(self.layers) if self.layers is not None else list(self.vector.layers)
 
 
-
-
-
-
-
-
-
-
 def _row_coefs(coefs: Coefs) -> torch.Tensor:
     t = torch.as_tensor(coefs, dtype=torch.float32).reshape(-1)
     if not torch.isfinite(t).all():
@@ -122,7 +114,7 @@ class Steering:
                 raise ValueError(f"steering has {d.shape[0]} row coefficients but the batch has {hidden.shape[0]} rows")
             add = d[:, None, :]
             if self._mask is not None:
-                keep = self._mask[:, -hidden.shape[1]:].to(hidden.dtype)
+                keep = self._mask[:, -hidden.shape[1]:].to(device=hidden.device, dtype=hidden.dtype)
                 add = add * keep[:, :, None]
             return replace_hidden(output, hidden + add)
 

@@ -40,6 +40,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from steerwarm.model.device import input_device
+
 if TYPE_CHECKING:
     import torch
 
@@ -298,10 +300,11 @@ def _prefix_cache(model: torch.nn.Module, prefix: list[int], specs_for: SpecsFor
     key = tuple(prefix)
     if memo is not None and key in memo:
         return copy.deepcopy(memo[key])
-    k = len(prefix)
+    k, dev = len(prefix), input_device(model)
     with _steering(model, specs_for, 1):
-        out = _forward(model, input_ids=torch.tensor([prefix]), attention_mask=torch.ones((1, k), dtype=torch.long),
-                       position_ids=torch.arange(k)[None, :], use_cache=True, logits_to_keep=1)
+        out = _forward(model, input_ids=torch.tensor([prefix], device=dev),
+                       attention_mask=torch.ones((1, k), dtype=torch.long, device=dev),
+                       position_ids=torch.arange(k, device=dev)[None, :], use_cache=True, logits_to_keep=1)
     if memo is not None:
         if len(memo) >= PREFIX_MEMO_SIZE:
             memo.clear()
@@ -378,15 +381,18 @@ def _score(loaded: LoadedModel, pairs: Sequence[tuple[_Reply, _Reply]], specs_fo
         if k:
             cache = _prefix_cache(model, fed[0][:k], specs_for, prefix_memo)
             cache.batch_repeat_interleave(len(trees))
-        kwargs = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "past_key_values": cache,
-                  "use_cache": cache is not None}
+        dev = input_device(model)
+        kwargs = {"input_ids": ids.to(dev), "attention_mask": mask.to(dev), "position_ids": pos.to(dev),
+                  "past_key_values": cache, "use_cache": cache is not None}
         with _steering(model, specs_for, len(trees)):
             if decoder is not None and isinstance(head, torch.nn.Linear):
-                logits = head(decoder(**kwargs).last_hidden_state[rows, nodes])
+                hidden = decoder(**kwargs).last_hidden_state
+                logits = head(hidden[rows.to(hidden.device), nodes.to(hidden.device)])
             else:  # models without a plain decoder + linear head: full logits
-                logits = model(**kwargs).logits[rows, nodes]
-        index = torch.tensor([at for p in picks for at, _ in p])
-        targets = torch.tensor([tok for p in picks for _, tok in p])
+                full = model(**kwargs).logits
+                logits = full[rows.to(full.device), nodes.to(full.device)]
+        index = torch.tensor([at for p in picks for at, _ in p], device=logits.device)
+        targets = torch.tensor([tok for p in picks for _, tok in p], device=logits.device)
         lps = _token_logprobs(logits[index], targets).tolist()
     scores, at = [], 0
     for p in picks:
@@ -452,6 +458,7 @@ def raw_forward_seconds(loaded: LoadedModel, users: Sequence[str]) -> float:
 
     texts = [chat_text(loaded, [{"role": "user", "content": u}]) for u in users]
     enc = loaded.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = enc.to(input_device(loaded.model))
     pos = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
     with torch.inference_mode():
         start = time.perf_counter()
