@@ -149,12 +149,12 @@ class Clock:
     """perf_counter that first waits for the device's queued work, so a reading covers work actually done."""
 
     def __init__(self, device: str) -> None:
-        self.cuda = device.startswith("cuda")
+        self.cuda = torch.device(device) if device.startswith("cuda") else None
         self.start = time.perf_counter()
 
     def now(self) -> float:
-        if self.cuda:
-            torch.cuda.synchronize()
+        if self.cuda is not None:
+            torch.cuda.synchronize(self.cuda)  # this device's queue, not only the current device's
         return time.perf_counter()
 
     def say(self, text: str) -> None:
