@@ -92,3 +92,13 @@ def real() -> Iterator[LoadedModel]:
         yield load()
     except ModelNotFoundError as exc:  # pragma: no cover - the README test command prepares the model first
         pytest.fail(f"default model not prepared: {exc}")
+
+
+
+from tests.families import FAMILIES, family_model  # noqa: E402  (it builds on the helpers above)
+
+
+@pytest.fixture(params=list(FAMILIES))
+def family(request: pytest.FixtureRequest) -> LoadedModel:
+    """A tiny random model of each decoder-only family of the architecture matrix (tests/families.py)."""
+    return family_model(str(request.param))

@@ -15,13 +15,14 @@ import transformers as tf
 from torch import nn
 
 from steerwarm.model.load import LoadedModel
-from tests.conftest import loaded, make_tokenizer
 
 WINDOW = 4
 HYBRID = ["sliding_attention", "sliding_attention", "full_attention"]
 
 
 def _common() -> dict[str, Any]:
+    from tests.conftest import make_tokenizer  # conftest imports this module: import it when building
+
     tok = make_tokenizer()
     return dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=3,
                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
@@ -89,6 +90,8 @@ SLIDING = ("mistral", "qwen2", "gemma2", "gemma3", "phi3")
 
 def family_model(family: str, seed: int = 0) -> LoadedModel:
     """A tiny random model of `family` (a FAMILIES key) in eval mode, with the test tokenizer."""
+    from tests.conftest import loaded, make_tokenizer
+
     torch.manual_seed(seed)
     net = FAMILIES[family]().eval()
     return loaded(net, make_tokenizer(), f"tiny-{family}")

@@ -55,3 +55,33 @@ def test_every_command_has_help(path: list[str]) -> None:
     res = CliRunner().invoke(app, [*path, "--help"])
     assert res.exit_code == 0, res.output
     assert "--finetuned" not in res.output and "--tuned" not in res.output and "sft" not in res.output
+
+
+MODEL_COMMANDS = [["generate", "hi"], ["model", "info"], ["serve"], ["bench", "run", "--target", "base", "--out", "b",
+                  "--tasks", "trivia"], ["sweep", "run", "--warmth", "0", "--out", "s"],
+                  ["vector", "extract", "contrast", "--pos", "t.txt", "--neg", "t.txt", "--out", "v.safetensors"],
+                  ["finetune", "train", "--variant", "warm", "--out", "f"], ["meter", "compare", "--target", "base",
+                                                                              "--out", "m"]]
+
+
+@pytest.mark.parametrize("command", MODEL_COMMANDS, ids=[" ".join(c[:2]) for c in MODEL_COMMANDS])
+def test_commands_that_load_a_model_refuse_a_missing_device_by_naming_the_ones_there(
+        command: list[str], tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from steerwarm.model.device import available_devices
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.txt").write_text("hello\n")
+    res = CliRunner().invoke(app, [*command, "--device", "cuda:97"], terminal_width=200)
+    assert res.exit_code == 2, res.output
+    assert "device 'cuda:97' is not available here; available: " + ", ".join(available_devices()) in res.output
+    assert not (tmp_path / "v.safetensors").exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_generate_on_cuda_without_cuda_names_the_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    res = CliRunner().invoke(app, ["generate", "hello", "--device", "cuda"], terminal_width=200)
+    assert res.exit_code == 2
+    assert "device 'cuda' is not available here; available: cpu" in res.output
+    monkeypatch.setenv("STEERWARM_DEVICE", "cuda:98")  # the default comes from the environment
+    res = CliRunner().invoke(app, ["model", "info"], terminal_width=200)
+    assert res.exit_code == 2 and "device 'cuda:98' is not available" in res.output

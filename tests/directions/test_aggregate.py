@@ -40,7 +40,8 @@ def test_response_activations_skip_prompt_padding_and_position_zero(tiny: Loaded
             assert torch.allclose(acts[layer], want[layer], atol=1e-5)
 
 
-def test_contrast_is_mean_of_item_means_difference(tiny: LoadedModel) -> None:
+def test_contrast_is_mean_of_item_means_difference(family: LoadedModel) -> None:
+    tiny = family  # every family of the architecture matrix
     pos = [TextItem("glad happy warm friend"), TextItem("kind and warm and glad day")]
     neg = [TextItem("cold quick answer"), TextItem("no . bad cold time")]
     vec = contrast_vector(tiny, pos, neg, layers=[0, 1], default_layers=[1])
@@ -66,3 +67,36 @@ def test_read_texts_formats_and_errors(tmp_path: Path) -> None:
     (tmp_path / "c.txt").write_text("\n\n")
     with pytest.raises(ValueError, match="no texts"):
         read_texts(tmp_path / "c.txt")
+
+
+def test_contrast_recovers_a_planted_direction(family: LoadedModel) -> None:
+    """Rows whose text has the marker word get `8 x norm x v` added at layer 1 (a hook keyed on the input ids): the
+    contrast of marked against unmarked texts points along v at layer 1, in every family of the matrix."""
+    from steerwarm.model.anatomy import backbone, decoder_layers, hidden_of, replace_hidden
+
+    model, tok = family.model, family.tokenizer
+    marker = tok.convert_tokens_to_ids("warm")
+    truth = torch.nn.functional.normalize(torch.randn(family.hidden_size, generator=torch.Generator().manual_seed(3)),
+                                          dim=0)
+    marked: list[torch.Tensor] = []
+
+    def see_ids(_m: torch.nn.Module, args: tuple[torch.Tensor, ...], kwargs: dict[str, torch.Tensor]) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)  # GPT-2 and GPT-NeoX pass it positionally
+        assert ids is not None
+        marked[:] = [(ids == marker).any(dim=1)]
+
+    def plant(_m: torch.nn.Module, _a: tuple[object, ...], out: torch.Tensor) -> object:
+        h = hidden_of(out)
+        return replace_hidden(out, h + 8.0 * h.norm(dim=-1).mean() * marked[0][:, None, None] * truth)
+
+    texts = ["you are kind and good", "the answer is 4 .", "make a cup of tea with water", "hello , how are you ?"]
+    handles = [backbone(model).register_forward_pre_hook(see_ids, with_kwargs=True),
+               decoder_layers(model)[1].register_forward_hook(plant)]
+    try:
+        vec = contrast_vector(family, [TextItem("hello warm " + t) for t in texts],
+                              [TextItem("hello cold " + t) for t in texts], layers=[0, 1])
+    finally:
+        for h in handles:
+            h.remove()
+    assert float(vec.directions[1] @ truth) > 0.95
+    assert abs(float(vec.directions[0] @ truth)) < 0.5  # before the planted layer: only the marker words differ

@@ -26,12 +26,14 @@ def _shifted(tiny: LoadedModel, layer: int, coef: float) -> tuple[LoadedModel, t
 
 
 @pytest.mark.parametrize("method", ["mean", "pca"])
-def test_recovers_a_known_shift(tiny: LoadedModel, method: str) -> None:
+def test_recovers_a_known_shift(family: LoadedModel, method: str) -> None:
+    tiny = family  # every family of the architecture matrix
     finetuned, truth = _shifted(tiny, layer=1, coef=0.8)
     vec = finetune_vector(tiny, finetuned, ITEMS, method=method, layers=[1, 2], default_layers=[1])
     assert float(vec.directions[1] @ truth) > 0.99
-    # downstream the residual stream carries the shift on, transformed a little by the next block
-    assert float(vec.directions[1] @ truth) > float(vec.directions[2] @ truth) > 0.9
+    # downstream the residual stream carries the shift on, turned by the next block: a little in pre-norm families
+    # (cos > 0.9 for Llama), more where norms sit on the sublayer outputs (OLMo 2: 0.41, Gemma 2: 0.84)
+    assert float(vec.directions[1] @ truth) > float(vec.directions[2] @ truth) > 0.3
     with pytest.raises(ValueError, match="layer 0"):  # before the shift there is no difference to point along
         finetune_vector(tiny, finetuned, ITEMS, method=method, layers=[0])
     assert vec.model_fingerprint == tiny.fingerprint and vec.provenance.method == f"finetune-diff-{method}"

@@ -55,3 +55,23 @@ def test_local_folder_loads(tmp_path: Path) -> None:
     assert next(load(str(tmp_path / "tiny"), dtype="float16").model.parameters()).dtype == torch.float16
     with pytest.raises(ValueError, match="dtype must be one of auto, float32, bfloat16, float16"):
         load(str(tmp_path / "tiny"), dtype="int8")
+
+
+def test_a_chat_template_file_supplies_a_missing_template(tmp_path: Path) -> None:
+    from steerwarm.model.chat import ChatTemplateError, chat_text
+    from steerwarm.model.load import ModelNotFoundError, load
+    from tests.conftest import CHAT_TEMPLATE, make_tokenizer
+
+    make_tiny_model().save_pretrained(tmp_path / "plain")
+    tok = make_tokenizer()
+    tok.chat_template = None
+    tok.save_pretrained(tmp_path / "plain")
+    messages = [{"role": "user", "content": "hello"}]
+    with pytest.raises(ChatTemplateError, match="--chat-template FILE"):
+        chat_text(load(str(tmp_path / "plain")), messages)
+    (tmp_path / "chat.jinja").write_text(CHAT_TEMPLATE)
+    text = chat_text(load(str(tmp_path / "plain"), chat_template=tmp_path / "chat.jinja"), messages)
+    assert text == "<|im_start|>user hello <|im_end|> <|im_start|>assistant "
+    (tmp_path / "notes.txt").write_text("just some text")
+    with pytest.raises(ModelNotFoundError, match="does not look like a chat template"):
+        load(str(tmp_path / "plain"), chat_template=tmp_path / "notes.txt")

@@ -83,7 +83,10 @@ def _tokens(d: ChoiceDone) -> list[int]:
     return [t.token_id for t in d.logprobs]
 
 
-def test_rows_joining_mid_generation_equal_their_solo_runs(tiny: LoadedModel) -> None:
+def test_rows_joining_mid_generation_equal_their_solo_runs(family: LoadedModel) -> None:
+    """Mixed warmth (and a raw vector) in one batch, rows joining mid-generation: each row equals its solo run, in
+    every family of the architecture matrix (Gemma 3's hybrid sliding/full attention included)."""
+    tiny = family
     reg = _registry(tiny)
     engine = Engine(tiny, reg, max_batch=8)
     reqs = [_req(tiny, reg, PROMPTS[0], 0.0), _req(tiny, reg, PROMPTS[1], 1.0), _req(tiny, reg, PROMPTS[2], -1.0),

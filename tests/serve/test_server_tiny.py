@@ -100,3 +100,20 @@ def test_serve_refuses_a_missing_vectors_folder(tiny_dir: Path, tmp_path: Path) 
     assert out.returncode == 2
     err = " ".join(out.stderr.split())
     assert "does not exist" in err and "--vectors" in err
+
+
+def test_a_model_without_a_chat_template_serves_completions_and_says_why_chat_fails(tmp_path: Path) -> None:
+    folder = tmp_path / "plain"
+    make_tiny_model(layers=2).save_pretrained(str(folder))
+    tok = make_tokenizer()
+    tok.chat_template = None
+    tok.save_pretrained(str(folder))
+    (tmp_path / "no-vectors").mkdir()
+    with serve(["--model", str(folder), "--vectors", str(tmp_path / "no-vectors"), "--threads", "1"],
+               tmp_path / "server.log") as running:
+        client = OpenAI(base_url=running.v1, api_key="unused", max_retries=0, timeout=120)
+        with pytest.raises(openai.BadRequestError) as err:
+            client.chat.completions.create(model="plain", messages=[{"role": "user", "content": "hello"}])
+        assert err.value.code == "no_chat_template" and "--chat-template FILE" in str(err.value)
+        done = client.completions.create(model="plain", prompt="hello how are you", max_tokens=4, temperature=0)
+        assert done.usage is not None and done.usage.completion_tokens >= 1

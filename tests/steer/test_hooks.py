@@ -42,7 +42,8 @@ def test_two_vectors_add_up(tiny: LoadedModel) -> None:
     assert torch.allclose(both[1], want, atol=1e-6, rtol=0)
 
 
-def test_coefficient_zero_is_bit_identical_to_no_hook(tiny: LoadedModel) -> None:
+def test_coefficient_zero_is_bit_identical_to_no_hook(family: LoadedModel) -> None:
+    tiny = family  # every family of the architecture matrix
     vec = random_vector(tiny)
     batch = _ids(tiny, ["i failed my exam", "how to make tea ?"])
     with torch.no_grad():
@@ -55,7 +56,8 @@ def test_coefficient_zero_is_bit_identical_to_no_hook(tiny: LoadedModel) -> None
     assert torch.equal(plain, zeros)
 
 
-def test_mixed_batch_rows_equal_their_single_runs(tiny: LoadedModel) -> None:
+def test_mixed_batch_rows_equal_their_single_runs(family: LoadedModel) -> None:
+    tiny = family
     vec = random_vector(tiny, layers=[0, 2])
     texts = ["i feel sad today", "what is the answer", "make me a cup"]  # same length: no padding
     coefs = [0.0, 0.8, -0.5]

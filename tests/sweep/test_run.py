@@ -148,9 +148,9 @@ def test_sweep_end_to_end(tiny_folder: Path, tiny_items: dict[str, Path], dial_d
     loads: list[str] = []
     real_load = models.load
 
-    def counting_load(name: str = models.DEFAULT_MODEL, dtype: str = "float32") -> LoadedModel:
+    def counting_load(name: str = models.DEFAULT_MODEL, *args: Any) -> LoadedModel:
         loads.append(name)
-        return real_load(name, dtype)
+        return real_load(name, *args)
 
     monkeypatch.setattr(models, "load", counting_load)
     res = run_sweep(_sweep_cfg(out, tiny_folder, tiny_items, dial_dir), progress=False, meter=word_meter)

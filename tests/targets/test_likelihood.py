@@ -150,7 +150,8 @@ def test_tree_batches_equal_full_sequences(btiny: LoadedModel, layout: str, monk
     assert 0 < sum(s.is_incorrect for s in new) < len(new)
 
 
-def test_tree_batches_equal_full_sequences_on_the_whitespace_tokenizer(tiny: LoadedModel) -> None:
+def test_tree_batches_equal_full_sequences_on_the_whitespace_tokenizer(family: LoadedModel) -> None:
+    tiny = family  # every family of the architecture matrix (sliding windows of 4 tokens included)
     items = [Item("disinfo", "d1", "is the world good ?", "the world is good .", "the world is bad ."),
              Item("disinfo", "d2", "is water warm ?", "water is cold .", "water is warm ."),
              Item("trivia", "t1", "what do i make with tea ?", "cup", "water")]
@@ -167,9 +168,9 @@ def test_shared_tokens_run_once(btiny: LoadedModel, monkeypatch: pytest.MonkeyPa
     fed: list[int] = []
     real = lk._tree_inputs
 
-    def spy(trees, prefix_len, pad, dtype):  # type: ignore[no-untyped-def]
+    def spy(trees, prefix_len, pad):  # type: ignore[no-untyped-def]
         fed.append(sum(len(t) for t in trees))
-        return real(trees, prefix_len, pad, dtype)
+        return real(trees, prefix_len, pad)
 
     monkeypatch.setattr(lk, "_tree_inputs", spy)
     monkeypatch.setattr(lk, "_layout", one_row)
@@ -188,11 +189,11 @@ def test_tree_layout() -> None:
     assert tree.insert([1, 2, 4]) == [0, 1, 3]
     assert tree.new_nodes([[1, 5], [1, 5, 6]]) == 2
     assert (tree.tokens, tree.parents, tree.depths) == ([1, 2, 3, 4], [-1, 0, 1, 1], [0, 1, 2, 2])
-    ids, pos, mask = lk._tree_inputs([tree, _Tree()], 2, 0, torch.float32)
+    ids, pos, allowed = lk._tree_inputs([tree, _Tree()], 2, 0)
     assert ids.tolist() == [[1, 2, 3, 4], [0, 0, 0, 0]] and pos[0].tolist() == [2, 3, 4, 4]
-    seen = (mask[0, 0] == 0).int().tolist()
+    seen = allowed[0].int().tolist()
     assert seen == [[1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 0, 1]]
-    assert (mask[1, 0] == 0).int().tolist()[3] == [1, 1, 0, 0, 0, 1]  # padding sees the prefix and itself
+    assert allowed[1].int().tolist()[3] == [1, 1, 0, 0, 0, 1]  # padding sees the prefix and itself
     units = [[[1, 2, 3], [1, 2, 4]], [[1, 2, 5], [1, 2, 6]], [[7, 8], [7, 9]]]
     assert [t.units for t in lk._pack(units, None)] == [[0, 1, 2]]
     assert [len(t) for t in lk._pack(units, [[0, 1], [2]])] == [6, 3]

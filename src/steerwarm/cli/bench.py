@@ -13,6 +13,9 @@ import typer
 
 from steerwarm.bench import TASKS
 from steerwarm.cli.options import (
+    ChatTemplateOpt,
+    DeviceOpt,
+    DtypeOpt,
     ThreadsOpt,
     console,
     fail,
@@ -59,7 +62,9 @@ def run_cmd(
     seed: int = 0,
     batch_size: Annotated[int, typer.Option(min=1, help="Prompts per forward pass / per endpoint round.")] = 16,
     model: Annotated[str, typer.Option(help="Base model for base / warmth=W targets.")] = "smollm2-135m",
-    dtype: Annotated[str, typer.Option(help="float32 or bfloat16 (in-process targets).")] = "float32",
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = None,
+    chat_template: ChatTemplateOpt = None,
     vectors: Annotated[Path | None, typer.Option(help="Dial vectors folder for warmth=W (default vectors/).")
                        ] = None,
     max_tokens: Annotated[int, typer.Option(min=1, help="Generate mode: new tokens.")] = 300,
@@ -93,7 +98,8 @@ def run_cmd(
                         templates=parse_csv(templates) or RunConfig.templates, conditions=parse_csv(conditions),
                         gen=GenSettings(max_tokens=max_tokens, temperature=temperature))
         body = json_object(extra_body, "--extra-body")
-        tgt = parse_target(target, model=model, dtype=dtype, vectors_dir=vectors, api_key_env=api_key_env,
+        tgt = parse_target(target, model=model, dtype=dtype, device=device, chat_template=chat_template,
+                           vectors_dir=vectors, api_key_env=api_key_env,
                            extra_body=body, concurrency=concurrency, retries=retries, tokenizer=tokenizer)
         judge_obj = None
         if judge:

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from steerwarm.cli.options import DtypeOpt, ModelOpt, console, fail, parse_layers
+from steerwarm.cli.options import ChatTemplateOpt, DeviceOpt, DtypeOpt, ModelOpt, console, fail, parse_layers
 from steerwarm.paths import shipped_vectors
 
 
@@ -35,6 +35,8 @@ def generate_command(
     layers: Annotated[str | None, typer.Option(help="Layers to steer (default: the vector's own).")] = None,
     model: ModelOpt = "smollm2-135m",
     dtype: DtypeOpt = "float32",
+    device: DeviceOpt = None,
+    chat_template: ChatTemplateOpt = None,
     system: Annotated[str | None, typer.Option(help="System prompt (default: the model's own).")] = None,
     max_tokens: Annotated[int, typer.Option(min=1)] = 80,
     temperature: Annotated[float, typer.Option(min=0.0)] = 0.0,
@@ -42,8 +44,8 @@ def generate_command(
     seed: int | None = None,
 ) -> None:
     """Print chat completions for each coefficient (or warmth) side by side, in one batched generate."""
-    from steerwarm.model.chat import chat_text
-    from steerwarm.model.load import load
+    from steerwarm.model.chat import ChatTemplateError, chat_text
+    from steerwarm.model.load import ModelNotFoundError, load
     from steerwarm.steer.generate import GenerationConfig, generate_texts
     from steerwarm.steer.vector import SteeringVector
 
@@ -52,10 +54,13 @@ def generate_command(
     coefs = coef or [0.0]
     if vector is None and any(c != 0 for c in coefs):
         fail("--coef needs --vector")
-    loaded = load(model, dtype)
+    try:
+        loaded = load(model, dtype, device, chat_template)
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+        text = chat_text(loaded, messages)
+    except (ModelNotFoundError, ChatTemplateError, ValueError) as exc:
+        fail(str(exc))
     vec = SteeringVector.load(vector) if vector else None
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    text = chat_text(loaded, messages)
     cfg = GenerationConfig(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
     if warmth:
         from steerwarm.steer.dial import Dial

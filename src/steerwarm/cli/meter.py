@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from steerwarm.cli.options import console, fail
+from steerwarm.cli.options import DeviceOpt, DtypeOpt, ModelOpt, console, fail
 
 app = typer.Typer(help="The warmth meter: score texts (SocioT, p_warm), compare targets.", no_args_is_help=True)
 
@@ -23,6 +23,7 @@ def score_command(
     out: Annotated[Path, typer.Option(help="Output JSONL (input lines plus socio_t and p_warm).")],
     scorer: Annotated[str, typer.Option(help="Causal LM for SocioT (name, folder or cached hub id, e.g. gpt2).")]
     = "smollm2-135m",
+    device: DeviceOpt = None,
 ) -> None:
     """Score texts with SocioT and p_warm; print mean and bootstrap standard error per field."""
     from steerwarm.meter.classifier import WarmthClassifier
@@ -42,7 +43,8 @@ def score_command(
             fail(f"{inp}:{n}: {exc}")
         rows.append(row)
     texts = [r["text"] for r in rows]
-    for r, s, p in zip(rows, socio_t(load(scorer), texts), WarmthClassifier.default().p_warm(texts), strict=True):
+    scores = socio_t(load(scorer, device=device), texts)
+    for r, s, p in zip(rows, scores, WarmthClassifier.default().p_warm(texts), strict=True):
         r.update(socio_t=s, p_warm=p)
     out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     for field in ("socio_t", "p_warm"):
@@ -58,11 +60,19 @@ def compare_command(
     = None,
     max_tokens: int = 96,
     vectors: Annotated[Path | None, typer.Option(help="Dial vectors folder for warmth=W targets.")] = None,
+    model: ModelOpt = "smollm2-135m",
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = None,
 ) -> None:
-    """Answer the validation prompts with each target and compare SocioT, p_warm and coherence."""
+    """Answer the validation prompts with each target and compare SocioT, p_warm and coherence (under --model)."""
     from steerwarm.meter.compare import compare
+    from steerwarm.model.load import ModelNotFoundError
 
-    table = compare(target, out, limit=limit, max_tokens=max_tokens, vectors_dir=vectors)
+    try:
+        table = compare(target, out, limit=limit, max_tokens=max_tokens, vectors_dir=vectors, model=model,
+                        dtype=dtype, device=device)
+    except (ModelNotFoundError, ValueError) as exc:
+        fail(str(exc))
     t = Table(title="warmth of answers (mean ± SE)")
     for col in ("target", "SocioT", "p_warm", "base NLL"):
         t.add_column(col)

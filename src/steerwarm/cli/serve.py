@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from steerwarm.cli.options import passive_openmp
+from steerwarm.cli.options import ChatTemplateOpt, DeviceOpt, passive_openmp
 from steerwarm.paths import shipped_vectors
 
 SERVE_SPIN = 200_000  # GOMP_SPINCOUNT for serving: best of 0 / 20,000 / 200,000 here, idle and under load
@@ -45,9 +45,12 @@ def serve_command(
                                                      "STEERWARM_API_KEY).")] = None,
     max_batch: Annotated[int, typer.Option(min=1, help="Most sequences decoded together.")] = 32,
     max_queue: Annotated[int, typer.Option(min=1, help="Most requests waiting; beyond it: 429.")] = 256,
-    dtype: Annotated[str, typer.Option(help="float32 (default: batched rows equal their solo runs) or bfloat16 "
-                                            "(faster from about 16 rows on this CPU, but rows may differ from solo "
-                                            "runs); see eval/BENCHMARK.md.")] = "float32",
+    dtype: Annotated[str, typer.Option(help="float32 (default: batched rows equal their solo runs), bfloat16 "
+                                            "(faster from about 16 rows on a CPU with AMX, but rows may differ from "
+                                            "solo runs; see eval/BENCHMARK.md), float16, or auto (bfloat16 on CUDA, "
+                                            "float16 on MPS, float32 on the CPU).")] = "float32",
+    device: DeviceOpt = None,
+    chat_template: ChatTemplateOpt = None,
     fast_kernels: Annotated[bool, typer.Option(help="float32 on the CPU: prepack linear weights for oneDNN and use "
                                                     "them for batched calls (+0.5 GB for the default model; an "
                                                     "experiment: its gain is not settled, see eval/BENCHMARK.md).")]
@@ -84,7 +87,7 @@ def serve_command(
         console.print(f"[yellow]warning:[/yellow] listening on {host} without --api-key: anyone who can reach "
                       "this port can use the model")
     try:
-        loaded = load(model, dtype)
+        loaded = load(model, dtype, device, chat_template)
         registry = SteeringRegistry.from_dir(vectors if explicit or vectors.is_dir() else None, loaded)
     except (ModelNotFoundError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -92,7 +95,8 @@ def serve_command(
     engine = Engine(loaded, registry, max_batch=max_batch, max_queue=max_queue, fast_kernels=fast_kernels)
     app = create_app(engine, ServerConfig(model_name=loaded.name, api_key=api_key, max_body_bytes=max_body_bytes,
                                           default_max_tokens=default_max_tokens))
-    console.print(f"model {loaded.name} ({loaded.fingerprint}, {dtype}, context {engine.context_length})")
+    console.print(f"model {loaded.name} ({loaded.fingerprint}, {loaded.model.dtype}, {engine.device}, "
+                  f"context {engine.context_length})")
     names = ", ".join(f"{k} (layers {v.layers})" for k, v in sorted(registry.vectors.items())) or "none"
     console.print(f"vectors from {vectors}: {names}")
     for name, why in sorted(registry.skipped.items()):

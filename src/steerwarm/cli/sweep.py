@@ -14,7 +14,17 @@ from typing import Annotated
 import typer
 
 from steerwarm.bench import TASKS
-from steerwarm.cli.options import ThreadsOpt, console, fail, parse_csv, parse_items, parse_tasks, torch_threads
+from steerwarm.cli.options import (
+    ChatTemplateOpt,
+    DeviceOpt,
+    ThreadsOpt,
+    console,
+    fail,
+    parse_csv,
+    parse_items,
+    parse_tasks,
+    torch_threads,
+)
 from steerwarm.paths import paper_summary_data
 
 app = typer.Typer(help="Sweep the warmth dial over the benchmark, with fine-tunes as references; report it.",
@@ -66,7 +76,10 @@ def run_cmd(
     conditions: Annotated[str | None, typer.Option(help="Subset of contexts, e.g. unmodified,emotion:sad.")] = None,
     seed: int = 0,
     model: Annotated[str, typer.Option(help="Base model (the dial points and `base`).")] = "smollm2-135m",
-    dtype: Annotated[str, typer.Option(help="float32 or bfloat16 (every point and reference).")] = "float32",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16 (every point and reference; auto is "
+                                            "resolved for the device and recorded).")] = "float32",
+    device: DeviceOpt = None,
+    chat_template: ChatTemplateOpt = None,
     meter_prompts: Annotated[int, typer.Option(min=0, help="Warmth meter: greedy answers to the first N validation "
                                                            "prompts per point (0: off).")] = 24,
     meter_tokens: Annotated[int, typer.Option(min=1, help="Warmth meter: new tokens per answer.")] = 64,
@@ -79,6 +92,7 @@ def run_cmd(
     """Run the benchmark at every dial value (one model load) and for each reference; resumable."""
     torch_threads(threads)
     from steerwarm.bench.errors import DataFileError
+    from steerwarm.model.device import placement
     from steerwarm.model.load import ModelNotFoundError
     from steerwarm.records import SettingsMismatchError
     from steerwarm.sweep.run import SweepConfig, parse_warmths, point_line, run_sweep
@@ -90,7 +104,8 @@ def run_cmd(
         cfg = SweepConfig(warmths=parse_warmths(warmth), out=out, tasks=task_list, mode=mode,
                           items=parse_items(items, task_list), contexts=contexts, limit=limit, per_item=per_item,
                           seed=seed, templates=parse_csv(templates) or SweepConfig.templates,
-                          conditions=parse_csv(conditions), model=model, dtype=dtype, vector=vector, vectors=vectors,
+                          conditions=parse_csv(conditions), model=model, dtype=placement(device, dtype).dtype,
+                          device=device, chat_template=chat_template, vector=vector, vectors=vectors,
                           layers=_int_list(layers, "--layers"), references=reference or [], batch_size=batch_size,
                           gen=GenSettings(max_tokens=max_tokens, temperature=temperature),
                           meter_prompts=meter_prompts, meter_tokens=meter_tokens)

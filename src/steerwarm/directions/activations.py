@@ -99,7 +99,10 @@ def response_activations(
                 mask[i, width - len(ids):] = 1
             with torch.inference_mode(), record_residuals(model, layers) as rec:
                 dev = input_device(model)
-                model(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), use_cache=False)
+                # explicit positions: left padding must not shift them (models with absolute position embeddings)
+                positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                model(input_ids=input_ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
+                      use_cache=False)
             for i, (ids, first) in enumerate(chunk):
                 lo = width - len(ids) + first
                 if lo >= width:

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from steerwarm import __version__
 from steerwarm.corpus.schema import Conversation, Variant, load_corpus
+from steerwarm.model.chat import chat_text
 from steerwarm.model.device import input_device
 from steerwarm.model.load import LoadedModel, canonical_name, load
 from steerwarm.paths import steerwarm_home
@@ -106,8 +107,7 @@ def encode_conversation(loaded: LoadedModel, messages: Sequence[dict[str, str]],
     tok = loaded.tokenizer
 
     def ids_of(msgs: Sequence[dict[str, str]], gen: bool) -> list[int]:
-        text = tok.apply_chat_template(list(msgs), tokenize=False, add_generation_prompt=gen)
-        return list(tok(str(text), add_special_tokens=False)["input_ids"])
+        return list(tok(chat_text(loaded, msgs, gen), add_special_tokens=False)["input_ids"])
 
     input_ids: list[int] = []
     labels: list[int] = []

@@ -67,20 +67,17 @@ class Lens:
 
 def logit_lens(loaded: LoadedModel, vector: SteeringVector, layer: int, k: int = 15) -> Lens:
     """Tokens the direction at `layer` most promotes and suppresses through the final norm and unembedding."""
-    from steerwarm.model.anatomy import backbone
+    from steerwarm.model.anatomy import final_norm, unembedding
 
     vector.check_model(loaded.fingerprint)
     model = loaded.model
-    norm = getattr(backbone(model), "norm", None)
-    if norm is None:
-        norm = getattr(backbone(model), "ln_f", None)
-    head = model.get_output_embeddings()  # type: ignore[no-untyped-call]
-    if norm is None or head is None:
-        raise TypeError(f"cannot find the final norm and unembedding of {type(model).__name__}")
-    param = next(model.parameters())
-    d = (vector.directions[layer] * vector.norms[layer]).to(param.dtype)[None, None, :]
+    norm, head = final_norm(model), unembedding(model)
+    param = next(norm.parameters(), None) or next(model.parameters())
+    d = (vector.directions[layer] * vector.norms[layer]).to(device=param.device, dtype=param.dtype)[None, None, :]
     with torch.inference_mode():
-        logits = head(norm(d))[0, 0].float()
+        normed = norm(d)
+        head_param = next(head.parameters())
+        logits = head(normed.to(head_param.device))[0, 0].float().cpu()
     logits = logits - logits.mean()
     order = torch.argsort(logits, descending=True)
 

@@ -50,7 +50,10 @@ def score_rows(rows: list[dict[str, Any]], scorer: LoadedModel, clf: WarmthClass
 
 
 def compare(targets: Sequence[str], out_dir: Path, *, limit: int | None = None, max_tokens: int = 96,
-            vectors_dir: Path | None = None, scorer: LoadedModel | None = None) -> dict[str, dict[str, Summary]]:
+            vectors_dir: Path | None = None, scorer: LoadedModel | None = None, model: str = "smollm2-135m",
+            dtype: str = "float32", device: str | None = None) -> dict[str, dict[str, Summary]]:
+    """Answers of each target to the validation prompts, scored for warmth and for coherence under `scorer` (default:
+    the base `model`, which is also the model of base and warmth=W targets)."""
     from steerwarm.model.load import load
     from steerwarm.targets.registry import GenSettings, parse_target
 
@@ -58,14 +61,14 @@ def compare(targets: Sequence[str], out_dir: Path, *, limit: int | None = None, 
     path = out_dir / "responses.jsonl"
     done = {(r["target"], r["id"]): r for r in read_records(path)}
     prompts = validation_prompts(limit)
-    scorer = scorer or load()
+    scorer = scorer or load(model, dtype, device)
     clf = WarmthClassifier.default()
     settings = GenSettings(max_tokens=max_tokens, temperature=0.0)
     for spec in targets:
         todo = [p for p in prompts if (spec, p.id) not in done]
         if not todo:
             continue
-        target = parse_target(spec, vectors_dir=vectors_dir)
+        target = parse_target(spec, model=model, dtype=dtype, device=device, vectors_dir=vectors_dir)
         for start in range(0, len(todo), 8):
             chunk = todo[start:start + 8]
             answers = target.generate([p.text for p in chunk], settings, seed=0)

@@ -2,7 +2,8 @@
 chat completion.
 
 Invariant: the conversation is rendered by the model's own chat template (a `developer` message is a system
-message), and choices come back in index order whatever order they finished in.
+message), and choices come back in index order whatever order they finished in. A model without a chat template
+answers chat requests with a 400 error object (code `no_chat_template`); its completions still work.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from steerwarm.model.chat import chat_text
+from steerwarm.model.chat import ChatTemplateError, chat_text
 from steerwarm.serve.engine import (
     ChoiceDone,
     EngineRequest,
@@ -19,6 +20,7 @@ from steerwarm.serve.engine import (
     SamplingParams,
     TokenInfo,
 )
+from steerwarm.serve.errors import APIError
 from steerwarm.serve.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -45,7 +47,12 @@ def prepare_chat(server: Server, body: bytes) -> Prepared:
     server.check_n(req.n)
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
                 for m in req.messages]
-    ids = server.encode(chat_text(server.loaded, messages), special=False)
+    try:
+        text = chat_text(server.loaded, messages)
+    except ChatTemplateError as exc:  # the server runs (completions work); chat needs a template
+        raise APIError(400, f"{exc}; /v1/completions works without one", param="messages",
+                       code="no_chat_template") from None
+    ids = server.encode(text, special=False)
     max_tokens = server.max_tokens(req.token_limit(), len(ids), server.config.default_max_tokens, "messages")
     params = SamplingParams(
         max_tokens=max_tokens,

@@ -44,6 +44,7 @@ from typing import Any
 import torch
 
 from steerwarm.model.anatomy import decoder_layers, hidden_of
+from steerwarm.model.device import input_device
 from steerwarm.model.load import LoadedModel
 from steerwarm.serve.kernels import FastLinears, install, unavailable_reason
 from steerwarm.serve.registry import RowSteering, SpecKey, SteeringRegistry
@@ -190,7 +191,9 @@ class _MonitorHook:
 
     def _hook(self, _m: torch.nn.Module, _a: tuple[Any, ...], output: Any) -> None:
         h = hidden_of(output).float()  # [rows, positions, hidden]
-        self.last = (h @ self.direction.to(h.device)) / self.norm
+        if self.direction.device != h.device:
+            self.direction = self.direction.to(h.device)  # once: the layer stays where it is
+        self.last = (h @ self.direction) / self.norm
 
     def take(self) -> torch.Tensor | None:
         out, self.last = self.last, None
@@ -221,7 +224,11 @@ class Engine:
         self.loaded = loaded
         self.model = loaded.model
         self._net: Any = loaded.model  # for transformers methods that carry no type hints
-        self.device = next(self.model.parameters()).device
+        # inputs go where the embeddings are, logits come from where the unembedding is: one device, or the first
+        # and last of a model spread over several (steering and the KV slots follow each layer's own device)
+        self.device = input_device(self.model)
+        head: Any = self.model.get_output_embeddings()  # type: ignore[no-untyped-call]
+        self.head_device: torch.device = head.weight.device if head is not None else self.device
         self.tokenizer = loaded.tokenizer
         self.registry = registry
         self.max_batch = max_batch
@@ -460,11 +467,11 @@ class Engine:
         self._apply_steering([r.spec.steering for r in group])
         hidden = self._forward(start, ids, positions, width)
         self.prefills += 1
-        at = torch.tensor([n - 1 for n in lengths], dtype=torch.long, device=self.device)
-        picked = torch.arange(len(group), device=self.device)
-        last = self._lm_head(hidden[picked, at])
+        at = torch.tensor([n - 1 for n in lengths], dtype=torch.long)
+        picked = torch.arange(len(group))
+        last = self._lm_head(hidden[picked.to(hidden.device), at.to(hidden.device)])
         proj = self._monitor.take() if self._monitor is not None else None
-        last_proj = proj[picked, at] if proj is not None else None
+        last_proj = proj[picked.to(proj.device), at.to(proj.device)] if proj is not None else None
         # slot rows [start, start + len(group)) now hold the prompts; choice 0 of each prompt keeps its row (or
         # leaves it, finished), further choices get rows after them with a copy of their prompt's row
         rows: list[_Row] = []
@@ -497,7 +504,7 @@ class Engine:
                 src.append(i)
         self._rows = self._rows + rows
         self._lengths += [lengths[i] for i in src]
-        index = torch.tensor(src, dtype=torch.long, device=self.device)
+        index = torch.tensor(src, dtype=torch.long, device=last.device)
         row_logits = last.index_select(0, index)
         tokens = self._choose(rows, row_logits)
         self._next += tokens
@@ -514,7 +521,7 @@ class Engine:
         gen = None
         if p.temperature > 0:
             seed = (p.seed + choice) if p.seed is not None else secrets.randbits(63)
-            gen = torch.Generator(device=self.device).manual_seed(seed % (2**63))
+            gen = torch.Generator(device=self.head_device).manual_seed(seed % (2**63))
         return _Row(req, choice, gen, IncrementalDecoder(self.tokenizer, skip_special_tokens=True),
                     StopMatcher(p.stop))
 
@@ -543,7 +550,7 @@ class Engine:
         out: list[TokenInfo] = []
         tok, raw = self.pieces.get(ids[0])
         out.append(TokenInfo(ids[0], tok, raw, None, offsets[0], ()))
-        target = torch.tensor(ids[1:], dtype=torch.long, device=self.device)
+        target = torch.tensor(ids[1:], dtype=torch.long, device=self.head_device)
         for start in range(0, len(ids) - 1, PROMPT_LOGPROB_CHUNK):
             stop = min(start + PROMPT_LOGPROB_CHUNK, len(ids) - 1)
             lp = torch.log_softmax(self._lm_head(hidden[start:stop]), dim=-1)

@@ -2,7 +2,8 @@
 of its token at position p in column p.
 
 Invariants:
-- Storage per decoder layer: keys and values `[rows, kv_heads, cols, head_dim]` in the model's dtype on its device,
+- Storage per decoder layer: keys and values `[rows, kv_heads, cols, head_dim]` in the model's dtype on that layer's
+  device (a model spread over several GPUs keeps each layer's slots beside it),
   allocated at the first write from the shapes the model's own attention hands over (so any head layout fits).
   `rows` is fixed (the engine's batch size); `cols` grows by doubling when a position reaches it.
 - Column = position. A sequence never moves while others join or leave, and it needs no padding. So the attention
@@ -25,6 +26,8 @@ from typing import Any
 
 import torch
 
+from steerwarm.model.masks import layer_masks
+
 MIN_COLS = 256
 
 
@@ -44,6 +47,7 @@ class SlotCache:
         self._n = 0
         self._rows_index: torch.Tensor | None = None
         self._positions: torch.Tensor | None = None
+        self._moved: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}  # the indices on other devices
         self._width = 0
 
     # -- what the engine calls ------------------------------------------------------------------------------------
@@ -76,6 +80,7 @@ class SlotCache:
         self._start, self._n, self._width = start, n, width
         self._rows_index = torch.arange(start, start + n, device=self.device)[:, None]
         self._positions = positions.to(self.device)
+        self._moved = {}
 
     def move(self, src: int, dst: int, length: int) -> None:
         """Copy the first `length` columns of row `src` onto row `dst` in every layer."""
@@ -102,54 +107,29 @@ class SlotCache:
         while len(self.keys) <= layer_idx:
             self.keys.append(None)
             self.values.append(None)
+        rows, positions = self._rows_index, self._positions
+        if key_states.device != rows.device:  # a layer on another device of a model spread over several
+            if key_states.device not in self._moved:
+                self._moved[key_states.device] = (rows.to(key_states.device), positions.to(key_states.device))
+            rows, positions = self._moved[key_states.device]
         out = []
         for store, new in ((self.keys, key_states), (self.values, value_states)):
             t = store[layer_idx]
             if t is None:
                 shape = (self.rows, new.shape[1], self.cols, new.shape[3])
-                t = torch.zeros(shape, dtype=self.dtype, device=self.device)
+                t = torch.zeros(shape, dtype=self.dtype, device=new.device)
                 store[layer_idx] = t
             # new: [n, kv_heads, q, head_dim]; row r's token j goes to column positions[r, j]
-            t[self._rows_index, :, self._positions] = new.transpose(1, 2).to(t.dtype)
+            t[rows, :, positions] = new.transpose(1, 2).to(t.dtype)
             out.append(t[self._start:self._start + self._n, :, :self._width])
         return out[0], out[1]
 
 
 def attention_masks(config: Any, positions: torch.Tensor, width: int, dtype: torch.dtype) -> Any:
-    """The attention mask(s) for queries at `positions` [n, q] over columns [0, width) of a `SlotCache`.
-
-    Returns one 4D mask [n, 1, q, width], or, for models with per-layer attention types (`config.layer_types`), a dict
-    from layer type to mask as those models accept. Boolean for `sdpa`; additive (0 / dtype min) for eager attention.
-    """
-    cols = torch.arange(width, device=positions.device)[None, None, None, :]
-    pos = positions[:, None, :, None]
-    causal = cols <= pos
-    window = getattr(config, "sliding_window", None)
-    types = getattr(config, "layer_types", None)
-
-    def fmt(mask: torch.Tensor) -> torch.Tensor:
-        if getattr(config, "_attn_implementation", "sdpa") == "sdpa":
-            return mask
-        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
-
-    def sliding() -> torch.Tensor:
-        if not window:
-            raise ValueError("the model has sliding-window layers but no config.sliding_window")
-        return causal & (cols > pos - int(window))
-
-    if types:
-        out: dict[str, torch.Tensor] = {}
-        for kind in set(types):
-            if kind == "full_attention":
-                out[kind] = fmt(causal)
-            elif kind == "sliding_attention":
-                out[kind] = fmt(sliding())
-            else:
-                raise ValueError(f"attention layer type {kind!r} is not supported by the serving engine")
-        return out
-    if window:
-        return fmt(sliding())
-    return fmt(causal)
+    """The attention mask(s) for queries at `positions` [n, q] over columns [0, width) of a `SlotCache`: a column is
+    a position, so a query at p sees columns <= p (inside the window on sliding layers; see `model.masks`)."""
+    cols = torch.arange(width, device=positions.device)[None, :]
+    return layer_masks(config, cols[:, None, :] <= positions[:, :, None], positions, cols, dtype)
 
 
 def check_layer_types(config: Any) -> None:

@@ -159,6 +159,8 @@ class SweepConfig:
     conditions: Sequence[str] | None = None
     model: str = DEFAULT_MODEL
     dtype: str = "float32"
+    device: str | None = None  # where it runs: not a result setting (a sweep may resume elsewhere, same dtype)
+    chat_template: Path | None = None
     vector: Path | None = None
     vectors: Path | None = None
     layers: Sequence[int] | None = None
@@ -429,7 +431,7 @@ def run_sweep(cfg: SweepConfig, *, progress: bool = True,
         if "base" not in state:
             from steerwarm.model.load import load
 
-            loaded = load(cfg.model, cfg.dtype)
+            loaded = load(cfg.model, cfg.dtype, cfg.device, cfg.chat_template)
             for vec in (dial.warm, dial.cold):
                 if vec is not None:
                     vec.check_model(loaded.fingerprint)
@@ -472,7 +474,8 @@ def run_sweep(cfg: SweepConfig, *, progress: bool = True,
                 assert point.warmth is not None
                 target = DialPointTarget(point.spec, base_model(), dial, point.warmth, vectors, units)
             else:
-                target = parse_target(point.spec, model=cfg.model, dtype=cfg.dtype, vectors_dir=cfg.vectors)
+                target = parse_target(point.spec, model=cfg.model, dtype=cfg.dtype, device=cfg.device,
+                                      chat_template=cfg.chat_template, vectors_dir=cfg.vectors)
             res: RunResult = run_benchmark(cfg.run_config(run_dir), target, progress=False, on_progress=bar.update)
             scored += res.scored_now
             row = metered.get(point.label)

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from steerwarm.model.device import input_device
+from steerwarm.model.masks import layer_masks
 
 if TYPE_CHECKING:
     import torch
@@ -300,11 +301,16 @@ def _prefix_cache(model: torch.nn.Module, prefix: list[int], specs_for: SpecsFor
     key = tuple(prefix)
     if memo is not None and key in memo:
         return copy.deepcopy(memo[key])
+    from transformers import DynamicCache
+
     k, dev = len(prefix), input_device(model)
+    # a cache without the model's config keeps every key, also on sliding-window layers (the model's own would keep
+    # only the last `window`): the tree masks address prefix keys by position and apply the window themselves
     with _steering(model, specs_for, 1):
         out = _forward(model, input_ids=torch.tensor([prefix], device=dev),
                        attention_mask=torch.ones((1, k), dtype=torch.long, device=dev),
-                       position_ids=torch.arange(k, device=dev)[None, :], use_cache=True, logits_to_keep=1)
+                       position_ids=torch.arange(k, device=dev)[None, :], past_key_values=DynamicCache(),
+                       use_cache=True, logits_to_keep=1)
     if memo is not None:
         if len(memo) >= PREFIX_MEMO_SIZE:
             memo.clear()
@@ -312,11 +318,12 @@ def _prefix_cache(model: torch.nn.Module, prefix: list[int], specs_for: SpecsFor
     return out.past_key_values
 
 
-def _tree_inputs(trees: Sequence[_Tree], prefix_len: int, pad: int, dtype: torch.dtype
+def _tree_inputs(trees: Sequence[_Tree], prefix_len: int, pad: int
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Input ids, position ids and the additive 4-D attention mask of rows of prefix trees: a node attends to the
-    shared prefix, its ancestors and itself, so it sees exactly the tokens before it in each of its sequences.
-    Padding attends to the prefix and itself (no row of the mask is empty) and nothing attends to padding."""
+    """Input ids, position ids and which keys each node may see ([rows, width, prefix_len + width], bool) for rows
+    of prefix trees: a node attends to the shared prefix, its ancestors and itself, so it sees exactly the tokens
+    before it in each of its sequences. Padding attends to the prefix and itself (no row is empty) and nothing
+    attends to padding. `model.masks.layer_masks` turns it into the model's masks (sliding windows included)."""
     import torch
 
     width = max(len(t) for t in trees)
@@ -334,8 +341,7 @@ def _tree_inputs(trees: Sequence[_Tree], prefix_len: int, pad: int, dtype: torch
                 seen[i] = seen[parent]
             seen[i, i] = True
         seen.diagonal()[n:].fill_(True)
-    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
-    return ids, pos, mask[:, None]
+    return ids, pos, allowed
 
 
 def _score(loaded: LoadedModel, pairs: Sequence[tuple[_Reply, _Reply]], specs_for: SpecsFor | None,
@@ -357,7 +363,10 @@ def _score(loaded: LoadedModel, pairs: Sequence[tuple[_Reply, _Reply]], specs_fo
     order = sorted(range(len(units)), key=lambda i: units[i][0])  # sequences sharing a prefix become neighbours
     trees = _layout([units[i] for i in order], k, _attention_weight(model))
     dtype = next(model.parameters()).dtype
-    ids, pos, mask = _tree_inputs(trees, k, int(loaded.tokenizer.pad_token_id or 0), dtype)
+    ids, pos, allowed = _tree_inputs(trees, k, int(loaded.tokenizer.pad_token_id or 0))
+    key_pos = torch.cat([torch.arange(k).expand(len(trees), k), pos], dim=1)
+    dev = input_device(model)
+    mask = layer_masks(model.config, allowed.to(dev), pos.to(dev), key_pos.to(dev), dtype)
 
     # where each scored token is predicted: (row, node of the token before it), shared between replies
     where: dict[tuple[int, int], int] = {}
@@ -381,8 +390,7 @@ def _score(loaded: LoadedModel, pairs: Sequence[tuple[_Reply, _Reply]], specs_fo
         if k:
             cache = _prefix_cache(model, fed[0][:k], specs_for, prefix_memo)
             cache.batch_repeat_interleave(len(trees))
-        dev = input_device(model)
-        kwargs = {"input_ids": ids.to(dev), "attention_mask": mask.to(dev), "position_ids": pos.to(dev),
+        kwargs = {"input_ids": ids.to(dev), "attention_mask": mask, "position_ids": pos.to(dev),
                   "past_key_values": cache, "use_cache": cache is not None}
         with _steering(model, specs_for, len(trees)):
             if decoder is not None and isinstance(head, torch.nn.Linear):

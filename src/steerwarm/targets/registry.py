@@ -184,8 +184,9 @@ class EndpointTarget(Target):
         return [PairScore(scores[2 * i], scores[2 * i + 1]) for i in range(len(users))]
 
 
-def parse_target(spec: str, *, model: str = "smollm2-135m", dtype: str = "float32",
-                 vectors_dir: Path | None = None, api_key_env: str = "OPENAI_API_KEY",
+def parse_target(spec: str, *, model: str = "smollm2-135m", dtype: str = "float32", device: str | None = None,
+                 chat_template: Path | None = None, vectors_dir: Path | None = None,
+                 api_key_env: str = "OPENAI_API_KEY",
                  extra_body: dict[str, Any] | None = None, concurrency: int = 4, retries: int = 5,
                  timeout: float = 120.0, tokenizer: str | None = None) -> Target:
     """Build the target a `--target` string names (see the module doc)."""
@@ -199,7 +200,7 @@ def parse_target(spec: str, *, model: str = "smollm2-135m", dtype: str = "float3
                                 retries=retries, timeout=timeout)
         return EndpointTarget(spec, client, tokenizer or model)
     if spec == "base":
-        return LocalTarget(spec, load(model, dtype), "base")
+        return LocalTarget(spec, load(model, dtype, device, chat_template), "base")
     if spec.startswith("warmth="):
         from steerwarm.steer.dial import Dial
 
@@ -209,15 +210,16 @@ def parse_target(spec: str, *, model: str = "smollm2-135m", dtype: str = "float3
             raise ValueError(f"--target warmth=W needs a number, got {spec!r}") from exc
         vdir = vectors_dir or shipped_vectors()
         dial = Dial.from_dir(vdir)
-        return LocalTarget(spec, load(model, dtype), "steered", dial=dial, warmth=warmth, vectors_dir=vdir)
+        return LocalTarget(spec, load(model, dtype, device, chat_template), "steered", dial=dial, warmth=warmth,
+                           vectors_dir=vdir)
     if spec.startswith("finetune="):
         from steerwarm.finetune.shipped import resolve_finetune
 
         variant = spec.split("=", 1)[1]
         if variant not in ("warm", "cold"):
             raise ValueError(f"--target finetune=V needs warm or cold (the shipped fine-tunes), got {spec!r}")
-        return LocalTarget(spec, load(str(resolve_finetune(variant)), dtype), "finetune")
+        return LocalTarget(spec, load(str(resolve_finetune(variant)), dtype, device, chat_template), "finetune")
     if Path(spec).expanduser().is_dir():
-        return LocalTarget(spec, load(str(Path(spec).expanduser()), dtype), "folder")
+        return LocalTarget(spec, load(str(Path(spec).expanduser()), dtype, device, chat_template), "folder")
     raise ValueError(f"unknown target {spec!r}: use base, warmth=W, finetune=warm|cold, a model folder, "
                      "or http://HOST:PORT/v1#MODEL")
