@@ -72,7 +72,9 @@ def logit_lens(loaded: LoadedModel, vector: SteeringVector, layer: int, k: int =
     vector.check_model(loaded.fingerprint)
     model = loaded.model
     norm, head = final_norm(model), unembedding(model)
-    param = next(norm.parameters(), None) or next(model.parameters())
+    param = next(norm.parameters(), None)
+    if param is None:  # a norm without weights: the model's first parameter gives dtype (and the device)
+        param = next(model.parameters())
     d = (vector.directions[layer] * vector.norms[layer]).to(device=param.device, dtype=param.dtype)[None, None, :]
     with torch.inference_mode():
         normed = norm(d)
