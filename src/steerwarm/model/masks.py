@@ -7,7 +7,8 @@ Invariants:
 - Models with per-layer attention types (`config.layer_types`: Gemma 2/3, Qwen2/3 with sliding layers) get a dict from
   layer type to mask, as their forward accepts; others get one mask (sliding for Mistral- or Phi-3-style models whose
   every layer slides). An attention type we do not know is a `ValueError` naming it.
-- Masks are 4D `[rows, 1, queries, keys]`: boolean for `sdpa`, additive (0 / the dtype's minimum) for eager attention.
+- Masks are 4D `[rows, 1, queries, keys]`: boolean for `sdpa` (unless `additive` is asked for), additive (0 / the
+  dtype's minimum) for eager attention.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 
 
 def layer_masks(config: Any, allowed: torch.Tensor, query_pos: torch.Tensor, key_pos: torch.Tensor,
-                dtype: torch.dtype) -> torch.Tensor | dict[str, torch.Tensor]:
+                dtype: torch.dtype, additive: bool = False) -> torch.Tensor | dict[str, torch.Tensor]:
     """Masks for `allowed` [rows, queries, keys] (bool) with query positions [rows, queries] and key positions
     [rows or 1, keys]; see the module invariants."""
     window = getattr(config, "sliding_window", None)
@@ -26,7 +27,7 @@ def layer_masks(config: Any, allowed: torch.Tensor, query_pos: torch.Tensor, key
 
     def fmt(mask: torch.Tensor) -> torch.Tensor:
         mask = mask[:, None]
-        if getattr(config, "_attn_implementation", "sdpa") == "sdpa":
+        if not additive and getattr(config, "_attn_implementation", "sdpa") == "sdpa":
             return mask
         return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
 

@@ -366,7 +366,8 @@ def _score(loaded: LoadedModel, pairs: Sequence[tuple[_Reply, _Reply]], specs_fo
     ids, pos, allowed = _tree_inputs(trees, k, int(loaded.tokenizer.pad_token_id or 0))
     key_pos = torch.cat([torch.arange(k).expand(len(trees), k), pos], dim=1)
     dev = input_device(model)
-    mask = layer_masks(model.config, allowed.to(dev), pos.to(dev), key_pos.to(dev), dtype)
+    # additive, as this scoring has always fed sdpa (its speed and numbers were measured so)
+    mask = layer_masks(model.config, allowed.to(dev), pos.to(dev), key_pos.to(dev), dtype, additive=True)
 
     # where each scored token is predicted: (row, node of the token before it), shared between replies
     where: dict[tuple[int, int], int] = {}
