@@ -126,3 +126,22 @@ def test_resume_after_sigkill(tiny_dir: Path, tmp_path: Path) -> None:
     assert json.loads((run / "state" / "trainer.json").read_text())["step"] == 15
     assert read_records(run / STEPS_LOG) == read_records(ref / STEPS_LOG)  # steps 1..15, each once, same losses
     assert [r["step"] for r in read_records(run / STEPS_LOG)] == list(range(1, 16))
+
+
+def test_a_model_without_a_chat_template_trains_with_one_from_a_file(tmp_path: Path) -> None:
+    from steerwarm.model.chat import ChatTemplateError
+    from tests.conftest import CHAT_TEMPLATE
+
+    folder = tmp_path / "plain"
+    make_tiny_model().save_pretrained(folder)
+    tok = make_tokenizer()
+    tok.chat_template = None
+    tok.save_pretrained(folder)
+    convs = [_conv(i) for i in range(4)]
+    with pytest.raises(ChatTemplateError, match="--chat-template FILE"):
+        train(_cfg(folder, epochs=1.0, checkpoints=(1.0,)), tmp_path / "no", convs=convs)
+    (tmp_path / "chat.jinja").write_text(CHAT_TEMPLATE)
+    res = train(_cfg(folder, epochs=1.0, checkpoints=(1.0,)), tmp_path / "no", convs=convs,
+                chat_template=tmp_path / "chat.jinja")  # the failed start left no settings lock to trip over
+    assert json.loads((tmp_path / "no" / "config.json").read_text())["chat_template_sha256"]
+    assert load(str(res.checkpoints["1.0"])).tokenizer.chat_template == CHAT_TEMPLATE  # the fine-tune carries it

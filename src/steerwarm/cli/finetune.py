@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from steerwarm.cli.options import DeviceOpt, ModelOpt, console, fail
+from steerwarm.cli.options import ChatTemplateOpt, DeviceOpt, ModelOpt, console, fail
 
 app = typer.Typer(help="Warm and cold fine-tunes: train, prepare the shipped ones (vectors/finetunes/), ship.",
                   no_args_is_help=True)
@@ -30,6 +30,7 @@ def train_command(
     seed: int = 0,
     out: Annotated[Path | None, typer.Option(help="Run folder (default under $STEERWARM_HOME/finetunes).")] = None,
     device: DeviceOpt = None,
+    chat_template: ChatTemplateOpt = None,
 ) -> None:
     """Fine-tune the model on the corpus's warm (or cold) variants; resumes when rerun after a kill (on any
     device: the device is not part of the run's configuration). Float32 weights, bfloat16 autocast."""
@@ -40,7 +41,7 @@ def train_command(
         cfg = TrainConfig(variant=variant, method=method, model=model, epochs=epochs, lr=lr, batch_size=batch_size,
                           micro_batch=micro_batch, seed=seed,
                           checkpoints=tuple(float(x) for x in checkpoints.split(",") if x.strip()))
-        res = train(cfg, out, device=device)
+        res = train(cfg, out, device=device, chat_template=chat_template)
     except (ModelNotFoundError, ValueError) as exc:
         fail(str(exc))
     console.print(f"run folder {res.run_dir}: {res.steps} steps (resumed at {res.resumed_from}), "

@@ -19,6 +19,7 @@ Invariants:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -37,7 +38,7 @@ from steerwarm import __version__
 from steerwarm.corpus.schema import Conversation, Variant, load_corpus
 from steerwarm.model.chat import chat_text
 from steerwarm.model.device import input_device
-from steerwarm.model.load import LoadedModel, canonical_name, load
+from steerwarm.model.load import LoadedModel, canonical_name, load, read_chat_template
 from steerwarm.paths import steerwarm_home
 from steerwarm.records import RecordLog, SettingsLock, rewrite_records
 from steerwarm.steer.vector import data_hash
@@ -207,8 +208,10 @@ def _save_state(run_dir: Path, model: torch.nn.Module, opt: torch.optim.Optimize
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _build_model(cfg: TrainConfig, device: str | None = None) -> tuple[LoadedModel, torch.nn.Module]:
-    loaded = load(cfg.model, "float32", device)  # float32 master weights; the step runs under bf16 autocast
+def _build_model(cfg: TrainConfig, device: str | None = None, chat_template: Path | None = None
+                 ) -> tuple[LoadedModel, torch.nn.Module]:
+    # float32 master weights; the step runs under bf16 autocast
+    loaded = load(cfg.model, "float32", device, chat_template)
     model: torch.nn.Module = loaded.model
     if cfg.method == "lora":
         from peft import LoraConfig, get_peft_model
@@ -226,10 +229,13 @@ def corpus_examples(cfg: TrainConfig, loaded: LoadedModel, convs: Sequence[Conve
 
 
 def train(cfg: TrainConfig, run_dir: Path | None = None, convs: Sequence[Conversation] | None = None,
-          stop_after: int | None = None, device: str | None = None) -> TrainResult:
+          stop_after: int | None = None, device: str | None = None, chat_template: Path | None = None
+          ) -> TrainResult:
     """Fine-tune (or resume fine-tuning) and write checkpoints; `stop_after` ends early after that many steps.
     `device` (see `steerwarm.model.device`) is where the model trains; it is not part of the run's configuration,
-    so a run started on one device resumes on another."""
+    so a run started on one device resumes on another. `chat_template`: a template file for a model without one (it
+    shapes every training example, so the run's settings lock records its hash; checkpoints save it with the
+    tokenizer)."""
     start = time.perf_counter()
     run_dir = Path(run_dir) if run_dir else default_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -239,11 +245,12 @@ def train(cfg: TrainConfig, run_dir: Path | None = None, convs: Sequence[Convers
     lock = SettingsLock(run_dir / "config.json", field=None,
                         hint="this folder holds a run with another configuration or data; choose another --out")
     want = json.loads(json.dumps({"config": cfg.to_json(), "data_hash": dhash}))
+    if chat_template is not None:  # absent otherwise, so runs made before this option resume unchanged
+        want["chat_template_sha256"] = hashlib.sha256(read_chat_template(chat_template).encode()).hexdigest()
     lock.check(want)
-    lock.write(want)
-
-    loaded, model = _build_model(cfg, device)
+    loaded, model = _build_model(cfg, device, chat_template)
     examples = corpus_examples(cfg, loaded, convs)
+    lock.write(want)  # only once the model loads and the examples encode: a failed start leaves no lock behind
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     n = len(examples)
