@@ -19,7 +19,7 @@ def _gpus(monkeypatch: pytest.MonkeyPatch, n: int, bf16: bool = True) -> None:
 def test_the_cpu_is_the_default_and_the_environment_can_change_it(monkeypatch: pytest.MonkeyPatch) -> None:
     _gpus(monkeypatch, 2)
     monkeypatch.delenv("STEERWARM_DEVICE", raising=False)
-    assert placement() == Placement("cpu", "float32")
+    assert placement() == Placement("cpu", "float32") and placement().load_kwargs() == {}
     monkeypatch.setenv("STEERWARM_DEVICE", "cuda:1")
     assert placement() == Placement("cuda:1", "float32")
     assert placement("cpu", "auto") == Placement("cpu", "float32")  # an explicit --device wins over the variable

@@ -41,8 +41,11 @@ class Placement:
     device_map: str | None = None
 
     def load_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for `from_pretrained` (weights go straight to their device)."""
-        return {"device_map": self.device_map or self.device}
+        """Keyword arguments for `from_pretrained`: weights go straight to their device; on the CPU none at all, so a
+        CPU load is exactly what it was before devices existed."""
+        if self.device_map:
+            return {"device_map": self.device_map}
+        return {} if self.device == "cpu" else {"device_map": self.device}
 
 
 def available_devices() -> list[str]:
