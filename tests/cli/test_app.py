@@ -85,3 +85,9 @@ def test_generate_on_cuda_without_cuda_names_the_devices(monkeypatch: pytest.Mon
     monkeypatch.setenv("STEERWARM_DEVICE", "cuda:98")  # the default comes from the environment
     res = CliRunner().invoke(app, ["model", "info"], terminal_width=200)
     assert res.exit_code == 2 and "device 'cuda:98' is not available" in res.output
+
+
+def test_a_missing_vector_file_is_a_one_line_error(tmp_path: Any) -> None:
+    for command in (["vector", "info"], ["vector", "card", "--out", str(tmp_path / "c.md")]):
+        res = CliRunner().invoke(app, [*command, str(tmp_path / "nope.safetensors")], terminal_width=200)
+        assert res.exit_code == 2 and "no steering vector at" in res.output and "Traceback" not in res.output

@@ -13,7 +13,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from steerwarm.cli.options import ChatTemplateOpt, DeviceOpt, DtypeOpt, ModelOpt, console, fail, parse_layers
+from steerwarm.cli.options import (
+    ChatTemplateOpt,
+    DeviceOpt,
+    DtypeOpt,
+    ModelOpt,
+    console,
+    fail,
+    parse_layers,
+    read_vector,
+)
 from steerwarm.paths import shipped_vectors
 
 
@@ -47,7 +56,6 @@ def generate_command(
     from steerwarm.model.chat import ChatTemplateError, chat_text
     from steerwarm.model.load import ModelNotFoundError, load
     from steerwarm.steer.generate import GenerationConfig, generate_texts
-    from steerwarm.steer.vector import SteeringVector
 
     if warmth and (coef or vector):
         fail("--warmth uses the calibrated vectors in --vectors; do not combine it with --coef or --vector")
@@ -60,7 +68,7 @@ def generate_command(
         text = chat_text(loaded, messages)
     except (ModelNotFoundError, ChatTemplateError, ValueError) as exc:
         fail(str(exc))
-    vec = SteeringVector.load(vector) if vector else None
+    vec = read_vector(vector) if vector else None
     cfg = GenerationConfig(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
     if warmth:
         from steerwarm.steer.dial import Dial

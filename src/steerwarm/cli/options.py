@@ -1,19 +1,22 @@
 """Options and helpers shared by every command group: the console, failing with a message, list parsing.
 
 Invariant: a user error ends the command with exit code 2 and one line `error: ...` saying what was wrong and what
-to do; nothing here touches a model or the file system.
+to do; nothing here touches a model, and the only file read is a vector file a command names (`read_vector`).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
 from steerwarm.bench import TASKS
+
+if TYPE_CHECKING:
+    from steerwarm.steer.vector import SteeringVector
 
 console = Console(emoji=False, highlight=False)  # ":anger:" in condition names is not an emoji
 
@@ -31,6 +34,16 @@ ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="torch CPU threads (
 def fail(msg: str) -> NoReturn:
     console.print(f"[red]error:[/red] {msg}", soft_wrap=True)
     raise typer.Exit(2)
+
+
+def read_vector(path: Path | str) -> SteeringVector:
+    """A steering vector file for a command: a missing or unreadable file is a one-line error, not a traceback."""
+    from steerwarm.steer.vector import SteeringVector
+
+    try:
+        return SteeringVector.load(path)
+    except (OSError, ValueError, KeyError) as exc:
+        fail(f"{path}: {exc}" if str(path) not in str(exc) else str(exc))
 
 
 def parse_tasks(spec: str) -> list[str]:

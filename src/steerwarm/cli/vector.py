@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from steerwarm.cli.options import ChatTemplateOpt, DeviceOpt, DtypeOpt, ModelOpt, console, fail, parse_layers
+from steerwarm.cli.options import (
+    ChatTemplateOpt,
+    DeviceOpt,
+    DtypeOpt,
+    ModelOpt,
+    console,
+    fail,
+    parse_layers,
+    read_vector,
+)
 
 if TYPE_CHECKING:
     from steerwarm.model.load import LoadedModel
@@ -140,9 +149,8 @@ def difference_command(
 ) -> None:
     """Direction of (plus - base) - (minus - base) per layer: what two fine-tunes do differently."""
     from steerwarm.directions.sources import difference_vector
-    from steerwarm.steer.vector import SteeringVector
 
-    a, b = SteeringVector.load(plus), SteeringVector.load(minus)
+    a, b = read_vector(plus), read_vector(minus)
     try:
         vec = difference_vector(a, b, name=name or f"{a.name}-minus-{b.name}")
     except ValueError as exc:
@@ -214,11 +222,10 @@ def choose_layer_command(
     from steerwarm.corpus.validation import validation_prompts
     from steerwarm.meter.measure import Meter
     from steerwarm.steer.answers import AnswerLog
-    from steerwarm.steer.vector import SteeringVector
 
     if sense not in ("warm", "cold"):
         fail(f"--sense must be warm or cold, got {sense!r}")
-    vec = SteeringVector.load(vector)
+    vec = read_vector(vector)
     base_model = _load_base(model, device, dtype, chat_template)
     vec.check_model(base_model.fingerprint)
     sign = 1 if sense == "warm" else -1
@@ -260,14 +267,13 @@ def calibrate_command(
     from steerwarm.corpus.validation import validation_prompts
     from steerwarm.meter.measure import Meter, measure_curve, measure_finetune
     from steerwarm.steer.answers import AnswerLog
-    from steerwarm.steer.vector import SteeringVector
 
     try:
         grid = [float(c) for c in coefs.split(",") if c.strip()]
     except ValueError:
         fail(f"--coefs must be comma-separated numbers, got {coefs!r}")
         return
-    vec = SteeringVector.load(vector)
+    vec = read_vector(vector)
     base_model = _load_base(model, device, dtype, chat_template)
     vec.check_model(base_model.fingerprint)
     finetuned, label = _load_finetune(finetune, device, dtype, chat_template)
@@ -310,10 +316,9 @@ def inspect_command(
     from steerwarm.directions.activations import read_texts
     from steerwarm.inspect.report import InspectInputs, inspect_vector
     from steerwarm.model.load import ModelNotFoundError, load
-    from steerwarm.steer.vector import SteeringVector
 
-    vec = SteeringVector.load(vector)
-    inputs = InspectInputs(vec, against={p.stem: SteeringVector.load(p) for p in against or []},
+    vec = read_vector(vector)
+    inputs = InspectInputs(vec, against={p.stem: read_vector(p) for p in against or []},
                            caches=list(cache or []), layer=layer)
     for spec in texts or []:
         label, sep, path = spec.partition("=")
@@ -349,24 +354,22 @@ def card_command(
 ) -> None:
     """Write a vector's card: provenance, layer table, calibration curve, cosines to other sources."""
     from steerwarm.inspect.card import vector_card
-    from steerwarm.steer.vector import SteeringVector
 
     others = {}
     for spec in against or []:
         label, sep, path = spec.partition("=")
         if not sep:
             fail(f"--against wants LABEL=VECTOR, got {spec!r}")
-        others[label] = SteeringVector.load(path)
-    out.write_text(vector_card(SteeringVector.load(vector), others, made_by=made_by), encoding="utf-8")
+        others[label] = read_vector(path)
+    out.write_text(vector_card(read_vector(vector), others, made_by=made_by), encoding="utf-8")
     console.print(f"wrote {out}")
 
 
 @app.command("info")
 def info_command(path: Annotated[Path, typer.Argument(help="Vector file.")]) -> None:
     """Print a vector's metadata."""
-    from steerwarm.steer.vector import SteeringVector
 
-    print(json.dumps(SteeringVector.load(path).metadata(), indent=2))
+    print(json.dumps(read_vector(path).metadata(), indent=2))
 
 
 @app.command("export-gguf")
@@ -377,9 +380,8 @@ def export_gguf_command(
     layers: Annotated[str | None, typer.Option(help="Only these layers (default: all but 0).")] = None,
 ) -> None:
     """Write a llama.cpp control-vector GGUF (direction.N is added to the output of layer N)."""
-    from steerwarm.steer.vector import SteeringVector
 
-    vec = SteeringVector.load(path)
+    vec = read_vector(path)
     keep = parse_layers(layers) or [k for k in vec.directions if k != 0]
     vec.directions = {k: v for k, v in vec.directions.items() if k in keep}
     vec.norms = {k: v for k, v in vec.norms.items() if k in keep}
