@@ -61,7 +61,8 @@ MODEL_COMMANDS = [["generate", "hi"], ["model", "info"], ["serve"], ["bench", "r
                   "--tasks", "trivia"], ["sweep", "run", "--warmth", "0", "--out", "s"],
                   ["vector", "extract", "contrast", "--pos", "t.txt", "--neg", "t.txt", "--out", "v.safetensors"],
                   ["finetune", "train", "--variant", "warm", "--out", "f"], ["meter", "compare", "--target", "base",
-                                                                              "--out", "m"]]
+                                                                              "--out", "m"],
+                  ["meter", "score", "in.jsonl", "--out", "o.jsonl"]]
 
 
 @pytest.mark.parametrize("command", MODEL_COMMANDS, ids=[" ".join(c[:2]) for c in MODEL_COMMANDS])
@@ -71,6 +72,7 @@ def test_commands_that_load_a_model_refuse_a_missing_device_by_naming_the_ones_t
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "t.txt").write_text("hello\n")
+    (tmp_path / "in.jsonl").write_text('{"text": "hello"}\n')
     res = CliRunner().invoke(app, [*command, "--device", "cuda:97"], terminal_width=200)
     assert res.exit_code == 2, res.output
     assert "device 'cuda:97' is not available here; available: " + ", ".join(available_devices()) in res.output

@@ -20,6 +20,7 @@ from steerwarm.cli.options import (
     ModelOpt,
     console,
     fail,
+    load_model,
     parse_layers,
     read_vector,
 )
@@ -54,7 +55,6 @@ def generate_command(
 ) -> None:
     """Print chat completions for each coefficient (or warmth) side by side, in one batched generate."""
     from steerwarm.model.chat import ChatTemplateError, chat_text
-    from steerwarm.model.load import ModelNotFoundError, load
     from steerwarm.steer.generate import GenerationConfig, generate_texts
 
     if warmth and (coef or vector):
@@ -62,11 +62,11 @@ def generate_command(
     coefs = coef or [0.0]
     if vector is None and any(c != 0 for c in coefs):
         fail("--coef needs --vector")
+    loaded = load_model(model, dtype, device, chat_template)
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     try:
-        loaded = load(model, dtype, device, chat_template)
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         text = chat_text(loaded, messages)
-    except (ModelNotFoundError, ChatTemplateError, ValueError) as exc:
+    except ChatTemplateError as exc:
         fail(str(exc))
     vec = read_vector(vector) if vector else None
     cfg = GenerationConfig(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from steerwarm.cli.options import DeviceOpt, DtypeOpt, ModelOpt, console, fail
+from steerwarm.cli.options import DeviceOpt, DtypeOpt, ModelOpt, console, fail, load_model
 
 app = typer.Typer(help="The warmth meter: score texts (SocioT, p_warm), compare targets.", no_args_is_help=True)
 
@@ -29,7 +29,6 @@ def score_command(
     from steerwarm.meter.classifier import WarmthClassifier
     from steerwarm.meter.sociot import socio_t
     from steerwarm.meter.summary import summarize
-    from steerwarm.model.load import load
 
     rows = []
     for n, line in enumerate(inp.read_text(encoding="utf-8").splitlines(), 1):
@@ -43,7 +42,7 @@ def score_command(
             fail(f"{inp}:{n}: {exc}")
         rows.append(row)
     texts = [r["text"] for r in rows]
-    scores = socio_t(load(scorer, device=device), texts)
+    scores = socio_t(load_model(scorer, device=device), texts)
     for r, s, p in zip(rows, scores, WarmthClassifier.default().p_warm(texts), strict=True):
         r.update(socio_t=s, p_warm=p)
     out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")

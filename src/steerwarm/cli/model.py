@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from steerwarm.cli.options import DeviceOpt, DtypeOpt, console, fail
+from steerwarm.cli.options import DeviceOpt, DtypeOpt, console, fail, load_model
 
 app = typer.Typer(help="Prepare and inspect models.", no_args_is_help=True)
 
@@ -47,12 +47,9 @@ def info_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Print architecture, layers, hidden size, dtype, device and fingerprint of a model."""
-    from steerwarm.model.load import ModelNotFoundError, describe, load
+    from steerwarm.model.load import describe
 
-    try:
-        info = describe(load(name, dtype, device))
-    except (ModelNotFoundError, ValueError) as exc:
-        fail(str(exc))
+    info = describe(load_model(name, dtype, device))
     if as_json:
         print(json.dumps(info, indent=2))
         return

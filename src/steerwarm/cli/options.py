@@ -1,7 +1,8 @@
 """Options and helpers shared by every command group: the console, failing with a message, list parsing.
 
 Invariant: a user error ends the command with exit code 2 and one line `error: ...` saying what was wrong and what
-to do; nothing here touches a model, and the only file read is a vector file a command names (`read_vector`).
+to do. Nothing here runs a model; `load_model` and `read_vector` load what a command names and turn a failed load
+(unknown model, missing device, bad chat template file, missing vector file) into that one line.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rich.console import Console
 from steerwarm.bench import TASKS
 
 if TYPE_CHECKING:
+    from steerwarm.model.load import LoadedModel
     from steerwarm.steer.vector import SteeringVector
 
 console = Console(emoji=False, highlight=False)  # ":anger:" in condition names is not an emoji
@@ -34,6 +36,17 @@ ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="torch CPU threads (
 def fail(msg: str) -> NoReturn:
     console.print(f"[red]error:[/red] {msg}", soft_wrap=True)
     raise typer.Exit(2)
+
+
+def load_model(model: str, dtype: str = "float32", device: str | None = None,
+               chat_template: Path | None = None) -> LoadedModel:
+    """`steerwarm.model.load.load` for a command: a model or device that cannot be had is a one-line error."""
+    from steerwarm.model.load import ModelNotFoundError, load
+
+    try:
+        return load(model, dtype, device, chat_template)
+    except (ModelNotFoundError, ValueError) as exc:
+        fail(str(exc))
 
 
 def read_vector(path: Path | str) -> SteeringVector:

@@ -25,6 +25,7 @@ from steerwarm.cli.options import (
     ModelOpt,
     console,
     fail,
+    load_model,
     parse_layers,
     read_vector,
 )
@@ -42,22 +43,12 @@ LimitOpt = Annotated[int | None, typer.Option(help="Only the first N validation 
 MaxTokOpt = Annotated[int, typer.Option("--max-tokens", min=1, help="New tokens per greedy answer.")]
 
 
-def _load_base(model: str, device: str | None = None, dtype: str = "float32",
-               chat_template: Path | None = None) -> LoadedModel:
-    from steerwarm.model.load import ModelNotFoundError, load
-
-    try:
-        return load(model, dtype, device, chat_template)
-    except (ModelNotFoundError, ValueError) as exc:
-        fail(str(exc))
-
-
 def _load_finetune(spec: str, device: str | None = None, dtype: str = "float32",
                    chat_template: Path | None = None) -> tuple[LoadedModel, str]:
     """warm | cold (the shipped fine-tunes) | a model folder, placed like the base model."""
     from steerwarm.finetune.shipped import resolve_finetune
 
-    return _load_base(str(resolve_finetune(spec)), device, dtype, chat_template), spec
+    return load_model(str(resolve_finetune(spec)), dtype, device, chat_template), spec
 
 
 def _print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -94,7 +85,7 @@ def extract_contrast(
     from steerwarm.directions.activations import read_texts
     from steerwarm.directions.aggregate import contrast_vector
 
-    base = _load_base(model, device, dtype, chat_template)
+    base = load_model(model, dtype, device, chat_template)
     vec = contrast_vector(base, read_texts(pos), read_texts(neg), name=name,
                           default_layers=parse_layers(steer_layers) or (), batch_size=batch_size)
     _saved(vec, out, "contrast of POS versus NEG")
@@ -126,7 +117,7 @@ def extract_finetune(
 
     if aggregator not in AGGREGATORS:
         fail(f"--aggregator must be one of {', '.join(AGGREGATORS)}, got {aggregator!r}")
-    base = _load_base(model, device, dtype, chat_template)
+    base = load_model(model, dtype, device, chat_template)
     finetuned, label = _load_finetune(finetune, device, dtype, chat_template)
     try:
         vec = run(base, finetuned, validation_prompts(limit), cache, method=aggregator, layers=parse_layers(layers),
@@ -183,7 +174,7 @@ def _contrast_command(source: str, default_name: str, doc: str) -> Callable[...,
         else:
             warm, cold = system_prompt_items("train", limit)
             params.update(answers="neutral", warm_system=WARM_SYSTEM, cold_system=COLD_SYSTEM)
-        base = _load_base(model, device, dtype, chat_template)
+        base = load_model(model, dtype, device, chat_template)
         vec = contrast_vector(base, warm, cold, name=name, default_layers=parse_layers(steer_layers) or (),
                               batch_size=batch_size, method=f"{source}-contrast", params=params)
         _saved(vec, out, f"{len(warm)} warm / {len(cold)} cold items")
@@ -226,7 +217,7 @@ def choose_layer_command(
     if sense not in ("warm", "cold"):
         fail(f"--sense must be warm or cold, got {sense!r}")
     vec = read_vector(vector)
-    base_model = _load_base(model, device, dtype, chat_template)
+    base_model = load_model(model, dtype, device, chat_template)
     vec.check_model(base_model.fingerprint)
     sign = 1 if sense == "warm" else -1
     log = AnswerLog(cache / "answers.jsonl" if cache else None)
@@ -274,7 +265,7 @@ def calibrate_command(
         fail(f"--coefs must be comma-separated numbers, got {coefs!r}")
         return
     vec = read_vector(vector)
-    base_model = _load_base(model, device, dtype, chat_template)
+    base_model = load_model(model, dtype, device, chat_template)
     vec.check_model(base_model.fingerprint)
     finetuned, label = _load_finetune(finetune, device, dtype, chat_template)
     prompts = validation_prompts(limit)
@@ -404,7 +395,7 @@ def import_gguf_command(
     if GGUF_META_KEY in gguf.GGUFReader(str(path)).fields:
         vec = SteeringVector.from_gguf(path)
     else:
-        loaded = _load_base(model)
+        loaded = load_model(model)
         vec = SteeringVector.from_gguf(path, model_fingerprint=loaded.fingerprint, model_name=loaded.name)
     vec.save(out)
     console.print(f"wrote {out} ({len(vec.directions)} layers)")

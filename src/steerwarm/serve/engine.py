@@ -43,7 +43,7 @@ from typing import Any
 
 import torch
 
-from steerwarm.model.anatomy import decoder_layers, hidden_of
+from steerwarm.model.anatomy import decoder_layers, hidden_of, unembedding
 from steerwarm.model.device import input_device
 from steerwarm.model.load import LoadedModel
 from steerwarm.serve.kernels import FastLinears, install, unavailable_reason
@@ -227,8 +227,8 @@ class Engine:
         # inputs go where the embeddings are, logits come from where the unembedding is: one device, or the first
         # and last of a model spread over several (steering and the KV slots follow each layer's own device)
         self.device = input_device(self.model)
-        head: Any = self.model.get_output_embeddings()  # type: ignore[no-untyped-call]
-        self.head_device: torch.device = head.weight.device if head is not None else self.device
+        self._head = unembedding(self.model)
+        self.head_device: torch.device = next(self._head.parameters()).device
         self.tokenizer = loaded.tokenizer
         self.registry = registry
         self.max_batch = max_batch
@@ -526,9 +526,7 @@ class Engine:
                     StopMatcher(p.stop))
 
     def _lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
-        head = self._net.get_output_embeddings()
-        assert head is not None
-        logits: torch.Tensor = head(hidden).float()
+        logits: torch.Tensor = self._head(hidden).float()
         cap = getattr(self.model.config, "final_logit_softcapping", None)
         if cap:
             logits = torch.tanh(logits / cap) * cap
