@@ -33,6 +33,44 @@ def test_spec_parsing() -> None:
         EndpointSpec.parse("h:1/v1")
 
 
+def test_warmth_suffix_parses_refuses_bad_values_and_conflicts() -> None:
+    assert EndpointSpec.parse("http://h:1/v1#m@warmth=0.5") == EndpointSpec("http://h:1/v1", "m", 0.5)
+    assert EndpointSpec.parse("http://h:1/v1/#m@warmth=-1.25 ") == EndpointSpec("http://h:1/v1", "m", -1.25)
+    assert EndpointSpec.parse("http://h:1/v1#@warmth=1") == EndpointSpec("http://h:1/v1", None, 1.0)
+    assert str(EndpointSpec.parse("http://h/v1#m@warmth=-0").warmth) == "0.0"
+    assert EndpointSpec.parse("http://h/v1#m").with_warmth(2.0) == EndpointSpec("http://h/v1", "m", 2.0)
+    for suffix, msg in [("#m@warmth=hot", "'hot' is not a number"), ("#m@warmth=nan", "finite"),
+                        ("#m@warmth=inf", "finite"), ("#m@warmth=", "'' is not a number"),
+                        ("#m@temp=1", "only suffix understood"), ("#m@warmth=1@warmth=2", "not a number"),
+                        ("#m@x@warmth=1", "only suffix understood")]:
+        with pytest.raises(ValueError, match=msg):
+            EndpointSpec.parse("http://h:1/v1" + suffix)
+    client = EndpointClient("http://127.0.0.1:9/v1#m@warmth=0.5", extra_body={"top_k": 3})
+    assert client.extra_body == {"top_k": 3, "warmth": 0.5} and client.spec.model == "m"
+    assert client.describe()["warmth"] == 0.5 and client.describe()["model"] == "m"
+    assert EndpointClient("http://127.0.0.1:9/v1#m", extra_body={"warmth": 1}).extra_body == {"warmth": 1}
+    with pytest.raises(ValueError, match="warmth is given twice"):
+        EndpointClient("http://127.0.0.1:9/v1#m@warmth=0.5", extra_body={"warmth": 1})
+    runner = CliRunner()
+    bad = runner.invoke(app, ["bench", "run", "--target", "http://127.0.0.1:9/v1#m@warmth=1", "--out", "unused",
+                              "--extra-body", '{"warmth": 1}', "--no-progress"])
+    assert bad.exit_code == 2 and "warmth is given twice" in bad.output, bad.output
+    bad = runner.invoke(app, ["bench", "run", "--target", "http://127.0.0.1:9/v1#m@warmth=x", "--out", "unused",
+                              "--no-progress"])
+    assert bad.exit_code == 2 and "is not a number" in bad.output, bad.output
+
+
+def test_warmth_suffix_is_sent_in_the_body_only(fake_server: tuple[str, FakeState], tiny_folder: Path) -> None:
+    url, state = fake_server
+    target = EndpointTarget(f"{url}#fake-model@warmth=-0.75", EndpointClient(f"{url}#fake-model@warmth=-0.75"),
+                            str(tiny_folder))
+    assert target.generate(["hi"], GenSettings(max_tokens=3), seed=0) == ["the answer is cup ."]
+    target.score(["where is the tea?"], [("in the cup", "in the pot")])
+    assert [r["path"] for r in state.requests] == ["chat", "completions", "completions"]
+    assert all(r["warmth"] == -0.75 and r["model"] == "fake-model" for r in state.requests)
+    assert target.describe()["warmth"] == -0.75
+
+
 def test_chat_with_extra_body_retries_and_model_discovery(fake_server: tuple[str, FakeState]) -> None:
     url, state = fake_server
     state.fail_first = 2

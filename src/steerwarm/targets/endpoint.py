@@ -2,11 +2,16 @@
 concurrency and retries with backoff. Used by endpoint targets and by the LLM judge.
 
 Spec: `http://HOST:PORT/v1#MODEL` (the part after `#` is the model name; without it the endpoint's first listed
-model is used). The API key is read from the environment variable named by `api_key_env` (default
-OPENAI_API_KEY); local servers that ignore keys get a placeholder. `extra_body` (e.g. `{"warmth": 0.5}`) is sent
-with every request.
+model is used), optionally `http://HOST:PORT/v1#MODEL@warmth=W`: the endpoint with `{"warmth": W}` in the JSON body
+of every request (chat and completions), which `steerwarm serve` and vLLM with our plugin both read. The API key is
+read from the environment variable named by `api_key_env` (default OPENAI_API_KEY); local servers that ignore keys
+get a placeholder. `extra_body` (e.g. `{"top_k": 20}`) is sent with every request.
 
 Invariants:
+- The `@warmth=W` suffix is parsed here and only here (`EndpointSpec.parse`): W must be a finite number, else a
+  ValueError naming the spec; the suffix never reaches the server in the model name (the body carries the warmth,
+  never both), and an `extra_body` that also sets "warmth" next to a suffix is refused (two sources of one value).
+- `describe()` records the warmth, so a run folder refuses to resume under another value.
 - A call is retried only on transient failures (connection errors, timeouts, HTTP 408/409/429/5xx), at most
   `retries` times, sleeping `backoff * 2**attempt` seconds (x0.75-1.25 jitter, capped at 60 s, or the server's
   Retry-After when it sends one); any other error is raised at once with the endpoint named.
@@ -17,12 +22,13 @@ Invariants:
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -38,17 +44,51 @@ class LikelihoodUnsupportedError(EndpointError):
     """The endpoint cannot return prompt-token log-probabilities."""
 
 
+WARMTH_SUFFIX = "@warmth="
+
+
 @dataclass(frozen=True)
 class EndpointSpec:
+    """An endpoint: its base URL, the model name sent (None: the first listed) and the warmth sent in the body."""
+
     base_url: str
     model: str | None
+    warmth: float | None = None
 
     @classmethod
     def parse(cls, spec: str) -> EndpointSpec:
         if not spec.startswith(("http://", "https://")):
             raise ValueError(f"an endpoint spec looks like http://HOST:PORT/v1#MODEL, got {spec!r}")
-        url, _, model = spec.partition("#")
-        return cls(url.rstrip("/"), model or None)
+        url, _, model = spec.strip().partition("#")
+        warmth: float | None = None
+        if "@" in model:
+            model, sep, text = model.partition(WARMTH_SUFFIX)
+            if not sep or "@" in model:
+                raise ValueError(f"endpoint spec {spec!r}: the only suffix understood after the model name is "
+                                 "'@warmth=W', e.g. http://HOST:PORT/v1#MODEL@warmth=0.5")
+            try:
+                warmth = float(text)
+            except ValueError:
+                raise ValueError(f"endpoint spec {spec!r}: warmth {text!r} is not a number (e.g. "
+                                 "#MODEL@warmth=0.5)") from None
+            if not math.isfinite(warmth):
+                raise ValueError(f"endpoint spec {spec!r}: warmth must be a finite number, got {text!r}")
+            warmth += 0.0  # -0.0 -> 0.0
+        return cls(url.rstrip("/"), model or None, warmth)
+
+    def with_warmth(self, warmth: float | None) -> EndpointSpec:
+        return replace(self, warmth=warmth)
+
+
+def request_body(spec: EndpointSpec, extra_body: dict[str, Any] | None) -> dict[str, Any]:
+    """The JSON body fields sent with every request: `extra_body` plus the spec's warmth (refusing both at once)."""
+    body = dict(extra_body or {})
+    if spec.warmth is not None:
+        if "warmth" in body:
+            raise ValueError(f"the warmth is given twice: @warmth={spec.warmth!r} in the endpoint spec and "
+                             f"\"warmth\": {body['warmth']!r} in --extra-body; keep one (the spec's suffix)")
+        body["warmth"] = spec.warmth
+    return body
 
 
 @dataclass(frozen=True)
@@ -85,7 +125,7 @@ class EndpointClient:
         self.spec = EndpointSpec.parse(spec) if isinstance(spec, str) else spec
         if concurrency < 1 or retries < 0:
             raise ValueError("concurrency must be >= 1 and retries >= 0")
-        self.extra_body = dict(extra_body or {})
+        self.extra_body = request_body(self.spec, extra_body)
         self.concurrency = concurrency
         self.retries = retries
         self.backoff = backoff
@@ -108,7 +148,7 @@ class EndpointClient:
 
     def describe(self) -> dict[str, Any]:
         return {"base_url": self.spec.base_url, "model": self._model or self.spec.model,
-                "extra_body": self.extra_body, "api_key_env": self.api_key_env}
+                "warmth": self.spec.warmth, "extra_body": self.extra_body, "api_key_env": self.api_key_env}
 
     def _transient(self, exc: BaseException) -> bool:
         import openai

@@ -8,14 +8,16 @@
 - a path to a model folder (a fine-tune checkpoint such as `steerwarm finetune train` writes), in-process.
 - `http://HOST:PORT/v1#MODEL`: any OpenAI-compatible endpoint (generate mode through chat completions,
   likelihood mode through completions with echo+logprobs, the chat prompt rendered with a local tokenizer's chat
-  template, `--tokenizer`, default the base model's).
+  template, `--tokenizer`, default the base model's). `http://HOST:PORT/v1#MODEL@warmth=W`: that endpoint with
+  `{"warmth": W}` in the body of every request (`steerwarm serve`, or vLLM with our plugin, steers it server-side;
+  parsed by `endpoint.EndpointSpec`).
 
 Invariants:
 - A target answers a user message as a single-turn chat with no system prompt of ours (the model's template adds
   its own default), in both modes, so every target sees byte-identical conversations.
 - Warmth 0 steers nothing (the dial's own invariant), so `warmth=0` reproduces `base` bit for bit.
 - `describe()` names everything that determines the target's answers (model fingerprint, dtype, vectors and
-  coefficients, endpoint and extra body), and runs refuse to resume under a different description.
+  coefficients, endpoint, its warmth and extra body), and runs refuse to resume under a different description.
 """
 
 from __future__ import annotations
@@ -150,11 +152,13 @@ def tokenizer_only(name_or_path: str) -> LoadedModel:
 class EndpointTarget(Target):
     """Any OpenAI-compatible endpoint."""
 
-    def __init__(self, spec: str, client: EndpointClient, tokenizer: str = "smollm2-135m") -> None:
+    def __init__(self, spec: str, client: EndpointClient, tokenizer: str = "smollm2-135m",
+                 tok: LoadedModel | None = None) -> None:
+        """`tok`: the loaded `tokenizer` when the caller holds it already (else it is loaded on first use)."""
         self.spec = spec
         self.client = client
         self.tokenizer_name = tokenizer
-        self._tok: LoadedModel | None = None
+        self._tok: LoadedModel | None = tok
 
     def describe(self) -> dict[str, Any]:
         return {"spec": self.spec, "kind": "endpoint", **self.client.describe(), "tokenizer": self.tokenizer_name}
