@@ -3,7 +3,8 @@
 
 Invariant: thin: options are parsed here and handed to `sweep.run.run_sweep` / `sweep.report`; input
 problems (a bad --warmth, a value outside the dial range, missing vectors, an unknown task, a changed setting on a
-rerun) exit with status 2 and a one-line message naming what is wrong.
+rerun, --endpoint with --vector/--vectors/--layers, a "warmth" in --extra-body) exit with status 2 and a one-line
+message naming what is wrong.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from steerwarm.cli.options import (
     ThreadsOpt,
     console,
     fail,
+    json_object,
     parse_csv,
     parse_items,
     parse_tasks,
@@ -86,6 +88,17 @@ def run_cmd(
     batch_size: Annotated[int, typer.Option(min=1, help="Prompts per forward pass.")] = 16,
     max_tokens: Annotated[int, typer.Option(min=1, help="Generate mode: new tokens.")] = 300,
     temperature: Annotated[float, typer.Option(min=0.0, help="Generate mode: sampling temperature.")] = 0.8,
+    endpoint: Annotated[str | None, typer.Option(help="Serve every dial point from this endpoint "
+                                                      "(http://HOST:PORT/v1#MODEL: steerwarm serve, or vLLM with "
+                                                      "the plugin) with the point's warmth in the request body; "
+                                                      "--model is then the local tokenizer and meter model.")
+                        ] = None,
+    api_key_env: Annotated[str, typer.Option(help="Environment variable holding the endpoint API key.")
+                           ] = "OPENAI_API_KEY",
+    extra_body: Annotated[str | None, typer.Option(help="JSON object sent with every endpoint request (not "
+                                                        "\"warmth\").")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Parallel endpoint requests.")] = 4,
+    retries: Annotated[int, typer.Option(min=0, help="Retries per endpoint request (exponential backoff).")] = 5,
     threads: ThreadsOpt = None,
     progress: Annotated[bool, typer.Option(help="Show the overall progress bar.")] = True,
 ) -> None:
@@ -108,7 +121,9 @@ def run_cmd(
                           device=device, chat_template=chat_template, vector=vector, vectors=vectors,
                           layers=_int_list(layers, "--layers"), references=reference or [], batch_size=batch_size,
                           gen=GenSettings(max_tokens=max_tokens, temperature=temperature),
-                          meter_prompts=meter_prompts, meter_tokens=meter_tokens)
+                          meter_prompts=meter_prompts, meter_tokens=meter_tokens, endpoint=endpoint,
+                          api_key_env=api_key_env, extra_body=json_object(extra_body, "--extra-body"),
+                          concurrency=concurrency, retries=retries)
         res = run_sweep(cfg, progress=progress)
     except (DataFileError, SettingsMismatchError, ModelNotFoundError, EndpointError, FileNotFoundError, ValueError,
             KeyError) as exc:

@@ -10,8 +10,9 @@ Layout of SWEEP_DIR:
   `meter_prompts` validation prompts (mean and bootstrap SE); `meter-answers.jsonl` caches those answers.
 
 Invariants:
-- One model load for all dial points: every dial point is a `LocalTarget` on the same `LoadedModel`, steered by the
-  dial at its value (warmth 0 steers nothing, so it reproduces the base model bit for bit). References are loaded
+- One model load for all dial points: every dial point of a local sweep is a `LocalTarget` on the same
+  `LoadedModel`, steered by the dial at its value (warmth 0 steers nothing, so it reproduces the base model bit for
+  bit). References are loaded
   one at a time after the dial points and freed after use. A point whose results (and meter line) are complete is
   skipped without loading anything.
 - Dial units: values are warmth in calibrated dial units (`vectors/warm.safetensors` + `cold.safetensors`, or one
@@ -30,6 +31,20 @@ Invariants:
   conditions, generation settings, units, vectors (content ids, layers, calibrations), layers, meter_prompts and
   meter_tokens. Dial values and references may be added by a rerun (`points` lists every point the folder has);
   batch size and threads do not change results' definitions.
+- Endpoint sweeps (`endpoint` set, `--endpoint http://HOST:PORT/v1#MODEL`): every dial point is that endpoint with
+  `{"warmth": W}` in the body of every request (`EndpointSpec.with_warmth`, the same path as a
+  `#MODEL@warmth=W` target), an `EndpointDialTarget`; nothing steers locally. The dial is calibrated server-side,
+  so `config.units` is "dial (endpoint)", `vectors`/`layers` are None, points carry no coefficients, and
+  `--vector/--vectors/--layers` (or an `extra_body` setting "warmth") are refused. The local `model` still
+  renders chat prompts for likelihood scoring (its tokenizer and template must be the served model's) and is the
+  meter model: the meter scores the endpoint's greedy (temperature 0) answers at the point's warmth.
+- What defines an endpoint sweep's results is WHAT is served, not WHERE: `config.endpoint` records the URL, the
+  served model name, the served model's fingerprint (from its /v1/models card when the server publishes one, as
+  `steerwarm serve` does; None otherwise) and the extra body; a rerun is refused when the model name, the
+  fingerprint or the extra body differ, but not when only the URL does (a fleet's host and port change across
+  restarts and nodes while the model behind them does not). For the same reason an endpoint dial point's
+  `describe()` (the run folder's lock and the meter's answer key) names the model, fingerprint, warmth and extra
+  body but not the URL. An endpoint that publishes no fingerprint is trusted by name.
 - Resume: each run folder appends per batch and skips what it holds; meter.jsonl skips labels it has, and the
   answer cache skips answers it has; a killed sweep rerun with the same command ends as an uninterrupted one would.
 """
@@ -58,7 +73,8 @@ from steerwarm.model.load import DEFAULT_MODEL
 from steerwarm.paths import display, shipped_vectors
 from steerwarm.records import SettingsLock, append_records
 from steerwarm.sweep.folder import METER_ANSWERS, METER_JSONL, RUNS, SWEEP_JSON, meter_rows
-from steerwarm.targets.registry import GenSettings, LocalTarget, Target
+from steerwarm.targets.endpoint import EndpointClient, EndpointSpec
+from steerwarm.targets.registry import EndpointTarget, GenSettings, LocalTarget, Target
 
 if TYPE_CHECKING:
     from steerwarm.corpus.validation import ValidationPrompt
@@ -69,7 +85,8 @@ if TYPE_CHECKING:
 
 SWEEP_RESULT_KEYS = ("model", "dtype", "mode", "tasks", "items", "contexts", "seed", "limit", "per_item",
                      "templates", "conditions", "generation", "units", "vectors", "layers", "meter_prompts",
-                     "meter_tokens")
+                     "meter_tokens", "endpoint")
+ENDPOINT_UNITS = "dial (endpoint)"
 
 
 # -- dial values ------------------------------------------------------------------------------------------------------
@@ -169,6 +186,11 @@ class SweepConfig:
     gen: GenSettings = field(default_factory=GenSettings)
     meter_prompts: int = 24
     meter_tokens: int = 64
+    endpoint: str | None = None  # http://HOST:PORT/v1#MODEL: the dial points are served there (see the module doc)
+    api_key_env: str = "OPENAI_API_KEY"
+    extra_body: dict[str, Any] | None = None
+    concurrency: int = 4
+    retries: int = 5
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -187,6 +209,19 @@ class SweepConfig:
             raise ValueError(f"per-item must be at least 1, got {self.per_item}")
         if self.layers is not None and not self.layers:
             raise ValueError("--layers is empty")
+        if self.endpoint is not None:
+            spec = EndpointSpec.parse(self.endpoint)
+            if spec.warmth is not None:
+                raise ValueError(f"--endpoint {self.endpoint!r}: give it without '@warmth=W'; the sweep sends each "
+                                 "point's warmth (--warmth) in the request body")
+            given = [o for o, v in (("--vector", self.vector), ("--vectors", self.vectors),
+                                    ("--layers", self.layers)) if v is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} cannot be combined with --endpoint: the endpoint steers with "
+                                 "its own calibrated dial; drop them (or drop --endpoint to steer locally)")
+            if "warmth" in (self.extra_body or {}):
+                raise ValueError("--extra-body sets \"warmth\", which --endpoint sends itself for every point "
+                                 "(--warmth); remove it from --extra-body")
         refs = [r.strip() for r in self.references]
         if len(set(refs)) != len(refs) or any(not r for r in refs):
             raise ValueError(f"references must be distinct and non-empty: {refs}")
@@ -299,6 +334,45 @@ class DialPointTarget(LocalTarget):
         return out
 
 
+class EndpointDialTarget(EndpointTarget):
+    """A dial point served by an endpoint at one warmth (sent in the body). Describes what is served (model name,
+    fingerprint, warmth, extra body), not where (see the module doc)."""
+
+    def __init__(self, spec: str, client: EndpointClient, tokenizer: str, endpoint: dict[str, Any],
+                 tok: LoadedModel | None = None) -> None:
+        super().__init__(spec, client, tokenizer, tok=tok)
+        self.endpoint = endpoint
+
+    def describe(self) -> dict[str, Any]:
+        served = self.client.describe()
+        return {"spec": self.spec, "kind": "endpoint-dial", "units": ENDPOINT_UNITS, "warmth": served["warmth"],
+                "model": served["model"], "fingerprint": self.endpoint.get("fingerprint"),
+                "extra_body": served["extra_body"], "tokenizer": self.tokenizer_name}
+
+
+def endpoint_record(cfg: SweepConfig) -> dict[str, Any] | None:
+    """`config.endpoint`: the URL, the served model name (the first listed when the spec names none), its
+    fingerprint when the model card publishes one (`steerwarm serve` does) and the extra body; None locally."""
+    if cfg.endpoint is None:
+        return None
+    client = _endpoint_client(cfg, None)
+    model = client.model
+    listed = client.call(lambda: client.client.models.list())
+    card = next((m for m in listed.data if m.id == model), None)
+    extras = (card.model_extra or {}).get("steerwarm") if card is not None else None
+    fingerprint = extras.get("fingerprint") if isinstance(extras, dict) else None
+    return {"url": client.spec.base_url, "model": model, "fingerprint": fingerprint,
+            "extra_body": dict(cfg.extra_body or {})}
+
+
+def _endpoint_client(cfg: SweepConfig, warmth: float | None, model: str | None = None) -> EndpointClient:
+    assert cfg.endpoint is not None
+    spec = EndpointSpec.parse(cfg.endpoint)
+    spec = EndpointSpec(spec.base_url, model or spec.model, warmth)
+    return EndpointClient(spec, api_key_env=cfg.api_key_env, extra_body=cfg.extra_body,
+                          concurrency=cfg.concurrency, retries=cfg.retries)
+
+
 # -- sweep.json -------------------------------------------------------------------------------------------------------
 def _comparable(key: str, value: Any) -> Any:
     """The part of a config field that defines results (file paths may change; contents may not)."""
@@ -308,6 +382,8 @@ def _comparable(key: str, value: Any) -> Any:
         return value.get("sha256")
     if key == "vectors" and isinstance(value, dict):
         return {k: v for k, v in value.items() if k not in ("dir", "file")}
+    if key == "endpoint" and isinstance(value, dict):
+        return {k: v for k, v in value.items() if k != "url"}  # what is served, not where (module doc)
     return value
 
 
@@ -317,11 +393,13 @@ def sweep_lock(path: Path) -> SettingsLock:
                         hint="rerun with the same settings or use a new --out folder")
 
 
-def _points(warmths: Sequence[float], references: Sequence[str], dial: Dial) -> list[SweepPoint]:
+def _points(warmths: Sequence[float], references: Sequence[str], dial: Dial | None) -> list[SweepPoint]:
+    """The sweep's points; with no local dial (an endpoint sweep) dial points carry no coefficients."""
     pts = []
     for w in sorted(warmths):
-        warm_coef, cold_coef = dial.coefficients(w)
-        pts.append(SweepPoint(dial_label(w), "dial", w, warm_coef, cold_coef if dial.cold is not None else None,
+        warm_coef, cold_coef = dial.coefficients(w) if dial is not None else (None, None)
+        pts.append(SweepPoint(dial_label(w), "dial", w, warm_coef,
+                              cold_coef if dial is not None and dial.cold is not None else None,
                               dial_label(w), f"{RUNS}/{dial_slug(w)}"))
     used: set[str] = set()
     for spec in references:
@@ -362,8 +440,8 @@ def _error_rate(summary: dict[str, Any]) -> tuple[float | None, int]:
     return (float(rate) if n and rate is not None else None), n
 
 
-def sweep_config_record(cfg: SweepConfig, units: str, vectors: dict[str, Any], itemsets: Sequence[Any],
-                        contexts: Any) -> dict[str, Any]:
+def sweep_config_record(cfg: SweepConfig, units: str, vectors: dict[str, Any] | None, itemsets: Sequence[Any],
+                        contexts: Any, endpoint: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "model": cfg.model, "dtype": cfg.dtype, "mode": cfg.mode, "tasks": list(cfg.tasks),
         "items": {s.task: s.describe() for s in itemsets}, "contexts": contexts.describe(), "seed": cfg.seed,
@@ -372,8 +450,8 @@ def sweep_config_record(cfg: SweepConfig, units: str, vectors: dict[str, Any], i
         "generation": cfg.gen.record() if cfg.mode == "generate" else None,
         "units": units, "vectors": vectors, "layers": list(cfg.layers) if cfg.layers is not None else None,
         "meter_prompts": cfg.meter_prompts, "meter_tokens": cfg.meter_tokens if cfg.meter_prompts else None,
-        "warmths": list(cfg.warmths), "references": list(cfg.references), "batch_size": cfg.batch_size,
-        "steerwarm": __version__,
+        "endpoint": endpoint, "warmths": list(cfg.warmths), "references": list(cfg.references),
+        "batch_size": cfg.batch_size, "steerwarm": __version__,
     }
 
 
@@ -384,11 +462,21 @@ def run_sweep(cfg: SweepConfig, *, progress: bool = True,
     from tqdm import tqdm
 
     from steerwarm.meter.measure import Meter
-    from steerwarm.targets.registry import parse_target
+    from steerwarm.steer.dial import DIAL_RANGE
+    from steerwarm.targets.registry import parse_target, tokenizer_only
 
-    dial, units, vectors = build_dial(cfg)
-    for w in cfg.warmths:
-        dial.coefficients(w)  # the dial's range check, before anything is loaded
+    dial: Dial | None = None
+    vectors: dict[str, Any] | None = None
+    if cfg.endpoint is None:
+        dial, units, vectors = build_dial(cfg)
+        for w in cfg.warmths:
+            dial.coefficients(w)  # the dial's range check, before anything is loaded
+    else:
+        units = ENDPOINT_UNITS
+        lo, hi = DIAL_RANGE  # the range every steerwarm dial serves, checked before any request
+        outside = [w for w in cfg.warmths if not lo <= w <= hi]
+        if outside:
+            raise ValueError(f"warmth must be within [{lo}, {hi}], got {outside[0]}")
     for spec in cfg.references:
         _check_reference(spec)
     out = cfg.out
@@ -396,7 +484,8 @@ def run_sweep(cfg: SweepConfig, *, progress: bool = True,
     if not grid:
         raise ValueError("the sweep's prompt grid is empty (check --tasks, --items, --limit)")
     ids = {p.prompt_id for p in grid}
-    config = sweep_config_record(cfg, units, vectors, itemsets, contexts)
+    endpoint = endpoint_record(cfg)
+    config = sweep_config_record(cfg, units, vectors, itemsets, contexts, endpoint)
     sweep_path = out / SWEEP_JSON
     lock = sweep_lock(sweep_path)
     old = lock.check(config)
@@ -432,7 +521,7 @@ def run_sweep(cfg: SweepConfig, *, progress: bool = True,
             from steerwarm.model.load import load
 
             loaded = load(cfg.model, cfg.dtype, cfg.device, cfg.chat_template)
-            for vec in (dial.warm, dial.cold):
+            for vec in (dial.warm, dial.cold) if dial is not None else ():
                 if vec is not None:
                     vec.check_model(loaded.fingerprint)
             state["base"] = loaded
@@ -470,12 +559,20 @@ def run_sweep(cfg: SweepConfig, *, progress: bool = True,
                 continue
             bar.set_postfix_str(point.label)
             target: Target
-            if point.kind == "dial":
+            if point.kind == "dial" and endpoint is not None:
                 assert point.warmth is not None
+                if "tok" not in state:
+                    state["tok"] = tokenizer_only(cfg.model)
+                target = EndpointDialTarget(point.spec, _endpoint_client(cfg, point.warmth, endpoint["model"]),
+                                            cfg.model, endpoint, tok=state["tok"])
+            elif point.kind == "dial":
+                assert point.warmth is not None and dial is not None and vectors is not None
                 target = DialPointTarget(point.spec, base_model(), dial, point.warmth, vectors, units)
             else:
                 target = parse_target(point.spec, model=cfg.model, dtype=cfg.dtype, device=cfg.device,
-                                      chat_template=cfg.chat_template, vectors_dir=cfg.vectors)
+                                      chat_template=cfg.chat_template, vectors_dir=cfg.vectors,
+                                      api_key_env=cfg.api_key_env, extra_body=cfg.extra_body,
+                                      concurrency=cfg.concurrency, retries=cfg.retries)
             res: RunResult = run_benchmark(cfg.run_config(run_dir), target, progress=False, on_progress=bar.update)
             scored += res.scored_now
             row = metered.get(point.label)
