@@ -19,6 +19,7 @@ import importlib.util
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,6 +91,26 @@ def prepared_dir(name: str = DEFAULT_MODEL) -> Path:
     return models_dir() / canonical_name(name)
 
 
+FINGERPRINT_SAMPLES = 512
+
+
+def _fingerprint_hash(config: Any, named_samples: Iterator[tuple[str, tuple[int, ...], torch.Tensor]]) -> str:
+    h = hashlib.sha256()
+    for key in ("model_type", "hidden_size", "num_hidden_layers", "vocab_size"):
+        h.update(f"{key}={getattr(config, key, None)};".encode())
+    for pname, shape, sample in named_samples:
+        import torch
+
+        h.update(f"{pname}:{shape};".encode())
+        h.update(sample.to(torch.bfloat16).view(torch.int16).cpu().numpy().tobytes())
+    return "sw1-" + h.hexdigest()[:24]
+
+
+def _sample_indices(numel: int) -> range:
+    step = max(1, numel // FINGERPRINT_SAMPLES)
+    return range(0, numel, step)[:FINGERPRINT_SAMPLES]
+
+
 def fingerprint(model: torch.nn.Module) -> str:
     """Hash of architecture and strided bf16 samples of every parameter (see module invariants)."""
     import torch
@@ -97,20 +118,59 @@ def fingerprint(model: torch.nn.Module) -> str:
     cached = getattr(model, "_steerwarm_fingerprint", None)
     if isinstance(cached, str):
         return cached
-    h = hashlib.sha256()
-    cfg = getattr(model, "config", None)
-    for key in ("model_type", "hidden_size", "num_hidden_layers", "vocab_size"):
-        h.update(f"{key}={getattr(cfg, key, None)};".encode())
-    with torch.no_grad():
-        for pname, p in model.named_parameters():
-            flat = p.detach().reshape(-1)
-            step = max(1, flat.numel() // 512)
-            sample = flat[::step][:512].to(torch.bfloat16).view(torch.int16).cpu().numpy().tobytes()
-            h.update(f"{pname}:{tuple(p.shape)};".encode())
-            h.update(sample)
-    fp = "sw1-" + h.hexdigest()[:24]
+
+    def samples() -> Iterator[tuple[str, tuple[int, ...], torch.Tensor]]:
+        with torch.no_grad():
+            for pname, p in model.named_parameters():
+                flat = p.detach().reshape(-1)
+                idx = _sample_indices(flat.numel())
+                yield pname, tuple(p.shape), flat[idx.start:idx.stop:idx.step]
+
+    fp = _fingerprint_hash(getattr(model, "config", None), samples())
     model._steerwarm_fingerprint = fp  # type: ignore[assignment]  # weights are frozen while loaded
     return fp
+
+
+def fingerprint_files(path: str | Path) -> str:
+    """The fingerprint `fingerprint(load(path).model)` would give, read from the folder's config and safetensors
+    files without building the model: the parameter names and order come from the architecture built on the meta
+    device, and only the sampled rows of each tensor are read. For engines that hold the weights in their own layout
+    (vLLM fuses and renames them), so a steering vector can still be checked against the served model."""
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    folder = Path(path)
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise ModelNotFoundError(f"{folder} holds no *.safetensors files to fingerprint")
+    config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
+    where: dict[str, Path] = {}
+    for f in files:
+        with safe_open(str(f), framework="pt") as sf:
+            where.update({k: f for k in sf.keys()})
+
+    def samples() -> Iterator[tuple[str, tuple[int, ...], torch.Tensor]]:
+        for pname, p in skeleton.named_parameters():
+            if pname not in where:
+                raise ModelNotFoundError(f"{folder}: parameter {pname!r} of {type(skeleton).__name__} is not in its "
+                                         "safetensors files (renamed on load?), so its fingerprint cannot be read")
+            shape = tuple(p.shape)
+            idx = _sample_indices(p.numel())
+            with safe_open(str(where[pname]), framework="pt") as sf:
+                sl = sf.get_slice(pname)
+                if len(shape) < 2:
+                    flat = sl[:].reshape(-1)
+                    yield pname, shape, flat[idx.start:idx.stop:idx.step]
+                    continue
+                cols = p.numel() // shape[0]
+                picks = [(i // cols, i % cols) for i in idx]
+                rows = {r: sl[r:r + 1].reshape(-1) for r in sorted({r for r, _ in picks})}
+                yield pname, shape, torch.stack([rows[r][c] for r, c in picks])
+
+    return _fingerprint_hash(config, samples())
 
 
 def _gguf_path(spec: EmbeddedModel) -> Path:

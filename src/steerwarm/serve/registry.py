@@ -18,10 +18,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
-from steerwarm.model.load import LoadedModel
 from steerwarm.serve.errors import APIError
 from steerwarm.steer.dial import DIAL_RANGE, Dial
 from steerwarm.steer.hooks import SteerSpec
@@ -56,6 +56,20 @@ class Monitor:
 SpecKey = tuple[str, tuple[int, ...]]
 
 
+class ServedModel(Protocol):
+    """What the registry checks vectors against: a `LoadedModel`, or the facts an engine that holds the weights in its
+    own layout (vLLM) reads from the model folder (`steerwarm.model.load.fingerprint_files`)."""
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    @property
+    def hidden_size(self) -> int: ...
+
+    @property
+    def num_layers(self) -> int: ...
+
+
 class SteeringRegistry:
     def __init__(self, vectors: dict[str, SteeringVector], dial: Dial | None, *, dial_note: str,
                  num_layers: int, skipped: dict[str, str] | None = None, source: str = "") -> None:
@@ -77,7 +91,7 @@ class SteeringRegistry:
 
     # -- construction ---------------------------------------------------------------------------------------------
     @classmethod
-    def from_dir(cls, directory: str | Path | None, loaded: LoadedModel) -> SteeringRegistry:
+    def from_dir(cls, directory: str | Path | None, loaded: ServedModel) -> SteeringRegistry:
         """Register every vector in `directory` that fits `loaded`; enable the dial if warm/cold are calibrated."""
         vectors: dict[str, SteeringVector] = {}
         skipped: dict[str, str] = {}
@@ -145,18 +159,23 @@ class SteeringRegistry:
             entries.append(RawSteer(name, use, float(coef)))
         return RowSteering(float(warmth), tuple(entries))
 
-    def applied(self, row: RowSteering) -> list[dict[str, object]]:
-        """The vectors and raw coefficients a row's steering applies (for the response's `steering` block)."""
-        out: list[dict[str, object]] = []
+    def terms(self, row: RowSteering) -> list[tuple[RawSteer, str]]:
+        """The non-zero (vector, layers, raw coefficient) terms a row applies, each with its source ("dial" for the
+        warm/cold terms of its warmth, "request" for raw entries)."""
+        out: list[tuple[RawSteer, str]] = []
         if self.dial is not None and row.warmth != 0:
             cw, cc = self.dial.coefficients(row.warmth)
             if cw != 0:
-                out.append({"name": "warm", "layers": list(self.dial.warm.layers), "coef": cw, "source": "dial"})
+                out.append((RawSteer("warm", tuple(self.dial.warm.layers), cw), "dial"))
             if cc != 0 and self.dial.cold is not None:
-                out.append({"name": "cold", "layers": list(self.dial.cold.layers), "coef": cc, "source": "dial"})
-        for r in row.raw:
-            out.append({"name": r.vector, "layers": list(r.layers), "coef": r.coef, "source": "request"})
+                out.append((RawSteer("cold", tuple(self.dial.cold.layers), cc), "dial"))
+        out.extend((r, "request") for r in row.raw)
         return out
+
+    def applied(self, row: RowSteering) -> list[dict[str, object]]:
+        """The vectors and raw coefficients a row's steering applies (for the response's `steering` block)."""
+        return [{"name": t.vector, "layers": list(t.layers), "coef": t.coef, "source": source}
+                for t, source in self.terms(row)]
 
     # -- batches ----------------------------------------------------------------------------------------------------
     def specs(self, rows: Sequence[RowSteering]) -> tuple[tuple[SpecKey, ...], list[SteerSpec]]:
