@@ -29,6 +29,14 @@ from steerwarm.cli.options import (
 app = typer.Typer(help="The paper's conditioned error benchmark, for any target.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 
+# endpoint options, shared with `steerwarm sweep run`
+ApiKeyEnvOpt = Annotated[str, typer.Option(help="Environment variable holding the endpoint API key.")]
+ExtraBodyOpt = Annotated[str | None, typer.Option(help="JSON object sent with every endpoint request (the "
+                                                       "warmth belongs in #MODEL@warmth=W or the sweep's "
+                                                       "--warmth).")]
+ConcurrencyOpt = Annotated[int, typer.Option(min=1, help="Parallel endpoint requests.")]
+RetriesOpt = Annotated[int, typer.Option(min=0, help="Retries per endpoint request (exponential backoff).")]
+
 
 
 
@@ -71,11 +79,10 @@ def run_cmd(
     temperature: Annotated[float, typer.Option(min=0.0, help="Generate mode: sampling temperature.")] = 0.8,
     judge: Annotated[str | None, typer.Option(help="Generate mode: LLM judge endpoint http://HOST:PORT/v1#MODEL "
                                                    "(default: the reference matcher).")] = None,
-    api_key_env: Annotated[str, typer.Option(help="Environment variable holding the endpoint API key.")
-                           ] = "OPENAI_API_KEY",
-    extra_body: Annotated[str | None, typer.Option(help="JSON object sent with every endpoint request.")] = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="Parallel endpoint requests.")] = 4,
-    retries: Annotated[int, typer.Option(min=0, help="Retries per endpoint request (exponential backoff).")] = 5,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    extra_body: ExtraBodyOpt = None,
+    concurrency: ConcurrencyOpt = 4,
+    retries: RetriesOpt = 5,
     tokenizer: Annotated[str | None, typer.Option(help="Endpoint likelihood: local tokenizer/chat template "
                                                        "(default: --model).")] = None,
     threads: ThreadsOpt = None,

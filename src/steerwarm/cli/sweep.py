@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from steerwarm.bench import TASKS
+from steerwarm.cli.bench import ApiKeyEnvOpt, ConcurrencyOpt, ExtraBodyOpt, RetriesOpt
 from steerwarm.cli.options import (
     ChatTemplateOpt,
     DeviceOpt,
@@ -93,12 +94,10 @@ def run_cmd(
                                                       "the plugin) with the point's warmth in the request body; "
                                                       "--model is then the local tokenizer and meter model.")
                         ] = None,
-    api_key_env: Annotated[str, typer.Option(help="Environment variable holding the endpoint API key.")
-                           ] = "OPENAI_API_KEY",
-    extra_body: Annotated[str | None, typer.Option(help="JSON object sent with every endpoint request (not "
-                                                        "\"warmth\").")] = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="Parallel endpoint requests.")] = 4,
-    retries: Annotated[int, typer.Option(min=0, help="Retries per endpoint request (exponential backoff).")] = 5,
+    api_key_env: ApiKeyEnvOpt = "OPENAI_API_KEY",
+    extra_body: ExtraBodyOpt = None,
+    concurrency: ConcurrencyOpt = 4,
+    retries: RetriesOpt = 5,
     threads: ThreadsOpt = None,
     progress: Annotated[bool, typer.Option(help="Show the overall progress bar.")] = True,
 ) -> None:
