@@ -38,7 +38,6 @@ def test_warmth_suffix_parses_refuses_bad_values_and_conflicts() -> None:
     assert EndpointSpec.parse("http://h:1/v1/#m@warmth=-1.25 ") == EndpointSpec("http://h:1/v1", "m", -1.25)
     assert EndpointSpec.parse("http://h:1/v1#@warmth=1") == EndpointSpec("http://h:1/v1", None, 1.0)
     assert str(EndpointSpec.parse("http://h/v1#m@warmth=-0").warmth) == "0.0"
-    assert EndpointSpec.parse("http://h/v1#m").with_warmth(2.0) == EndpointSpec("http://h/v1", "m", 2.0)
     for suffix, msg in [("#m@warmth=hot", "'hot' is not a number"), ("#m@warmth=nan", "finite"),
                         ("#m@warmth=inf", "finite"), ("#m@warmth=", "'' is not a number"),
                         ("#m@temp=1", "only suffix understood"), ("#m@warmth=1@warmth=2", "not a number"),

@@ -28,11 +28,11 @@ Invariants:
 - Each point's run folder records its target's description (model fingerprint, dtype, vectors, coefficients) and
   refuses to resume under another; sweep.json refuses a rerun whose result-defining settings differ (naming the
   field): model, dtype, mode, tasks, items and contexts (by content hash), seed, limit, per_item, templates,
-  conditions, generation settings, units, vectors (content ids, layers, calibrations), layers, meter_prompts and
-  meter_tokens. Dial values and references may be added by a rerun (`points` lists every point the folder has);
-  batch size and threads do not change results' definitions.
+  conditions, generation settings, units, vectors (content ids, layers, calibrations), layers, meter_prompts,
+  meter_tokens and endpoint (what is served, below). Dial values and references may be added by a rerun (`points`
+  lists every point the folder has); batch size and threads do not change results' definitions.
 - Endpoint sweeps (`endpoint` set, `--endpoint http://HOST:PORT/v1#MODEL`): every dial point is that endpoint with
-  `{"warmth": W}` in the body of every request (`EndpointSpec.with_warmth`, the same path as a
+  `{"warmth": W}` in the body of every request (an `EndpointSpec` with the point's warmth: the same path as a
   `#MODEL@warmth=W` target), an `EndpointDialTarget`; nothing steers locally. The dial is calibrated server-side,
   so `config.units` is "dial (endpoint)", `vectors`/`layers` are None, points carry no coefficients, and
   `--vector/--vectors/--layers` (or an `extra_body` setting "warmth") are refused. The local `model` still

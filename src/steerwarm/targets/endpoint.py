@@ -28,7 +28,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -75,9 +75,6 @@ class EndpointSpec:
                 raise ValueError(f"endpoint spec {spec!r}: warmth must be a finite number, got {text!r}")
             warmth += 0.0  # -0.0 -> 0.0
         return cls(url.rstrip("/"), model or None, warmth)
-
-    def with_warmth(self, warmth: float | None) -> EndpointSpec:
-        return replace(self, warmth=warmth)
 
 
 def request_body(spec: EndpointSpec, extra_body: dict[str, Any] | None) -> dict[str, Any]:
