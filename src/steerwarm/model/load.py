@@ -147,6 +147,7 @@ def fingerprint_files(path: str | Path) -> str:
     config = AutoConfig.from_pretrained(folder, local_files_only=True)
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
+        skeleton.tie_weights()  # as loading does: a tied head is one parameter, stored once
     where: dict[str, Path] = {}
     for f in files:
         with safe_open(str(f), framework="pt") as sf:
@@ -306,23 +307,32 @@ def _quiet_transformers() -> None:
     hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
 
 
-def load(name_or_path: str = DEFAULT_MODEL, dtype: str = "float32", device: str | None = None,
-         chat_template: Path | None = None) -> LoadedModel:
-    """Load a causal LM for steering (eval mode, left-padding tokenizer with a pad token) on `device` (see
-    `steerwarm.model.device`: None is `STEERWARM_DEVICE` or the CPU) in `dtype` (`auto` picks per device).
-    `chat_template`: a Jinja file that replaces the tokenizer's chat template (or supplies a missing one)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_tokenizer(path: Path, chat_template: Path | None = None) -> PreTrainedTokenizerBase:
+    """The tokenizer `load` gives a model folder: pads on the left with a pad token, and `chat_template` (a Jinja
+    file), when given, replaces or supplies its chat template."""
+    from transformers import AutoTokenizer
 
-    where = placement(device, dtype)  # before any file is read: a missing device fails fast
-    name, path = resolve(name_or_path)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    _quiet_transformers()
     tok = AutoTokenizer.from_pretrained(str(path))
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if chat_template is not None:
         tok.chat_template = read_chat_template(chat_template)
+    return tok
+
+
+def load(name_or_path: str = DEFAULT_MODEL, dtype: str = "float32", device: str | None = None,
+         chat_template: Path | None = None) -> LoadedModel:
+    """Load a causal LM for steering (eval mode, left-padding tokenizer with a pad token) on `device` (see
+    `steerwarm.model.device`: None is `STEERWARM_DEVICE` or the CPU) in `dtype` (`auto` picks per device).
+    `chat_template`: a Jinja file that replaces the tokenizer's chat template (or supplies a missing one)."""
+    from transformers import AutoModelForCausalLM
+
+    where = placement(device, dtype)  # before any file is read: a missing device fails fast
+    name, path = resolve(name_or_path)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    _quiet_transformers()
+    tok = load_tokenizer(path, chat_template)
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype(where.dtype), **where.load_kwargs())
     model.eval()  # type: ignore[no-untyped-call]
     return LoadedModel(model=model, tokenizer=tok, name=name, path=path, fingerprint=fingerprint(model))
