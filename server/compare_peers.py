@@ -38,6 +38,7 @@ import socket
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlparse
 
@@ -61,6 +62,7 @@ class Target:
     base_url: str  # ends with /v1
     model: str | None
     warmth_mix: tuple[float, ...] | None = None  # None: uniform (no warmth field)
+    extra: dict[str, object] = field(default_factory=dict)  # added to every request body (e.g. ignore_eos)
 
 
 @dataclass
@@ -152,7 +154,7 @@ async def one_request(client: httpx.AsyncClient, target: Target, prompt: str, wa
                       args: argparse.Namespace, t0: float, rec: Record) -> None:
     body: dict[str, object] = {"model": target.model, "messages": [{"role": "user", "content": prompt}],
                   "temperature": 0, "max_tokens": args.max_tokens, "stream": True,
-                  "stream_options": {"include_usage": True}}
+                  "stream_options": {"include_usage": True}, **target.extra}
     if warmth is not None:
         body["warmth"] = warmth
     async with client.stream("POST", f"{target.base_url}/chat/completions", json=body,
@@ -179,7 +181,9 @@ async def one_request(client: httpx.AsyncClient, target: Target, prompt: str, wa
     rec.tokens = rec.usage if rec.usage is not None else len(rec.chunks)
 
 
-async def run_level(target: Target, clients: int, rnd: int, args: argparse.Namespace) -> Run:
+async def run_level(target: Target, clients: int, rnd: int, args: argparse.Namespace,
+                    prompts: Sequence[str] = PROMPTS) -> Run:
+    """One closed-loop run: `clients` workers, client i sending prompts[i], prompts[i + 1], ... back to back."""
     limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     records: list[Record] = []
@@ -197,7 +201,7 @@ async def run_level(target: Target, clients: int, rnd: int, args: argparse.Names
                 rec = Record(client=i, start=time.perf_counter() - t0, warmth=warmth)
                 records.append(rec)
                 try:
-                    await one_request(client, target, PROMPTS[k % len(PROMPTS)], warmth, args, t0, rec)
+                    await one_request(client, target, prompts[k % len(prompts)], warmth, args, t0, rec)
                 except asyncio.CancelledError:
                     rec.error = "cancelled"
                     rec.tokens = rec.usage if rec.usage is not None else len(rec.chunks)
