@@ -27,16 +27,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from steerwarm.serve.chat import chat_response, prepare_chat
 from steerwarm.serve.completions import completion_response, prepare_completion
-from steerwarm.serve.engine import (
-    Engine,
-)
 from steerwarm.serve.errors import APIError
 from steerwarm.serve.metrics import Metrics
 from steerwarm.serve.models import model_card
 from steerwarm.serve.protocol import (
     ModelList,
 )
-from steerwarm.serve.server import ClientGone, Server, ServerConfig
+from steerwarm.serve.server import ClientGone, Server, ServerConfig, ServingEngine
 from steerwarm.serve.streaming import stream
 
 log = logging.getLogger("steerwarm.serve")
@@ -87,7 +84,7 @@ async def complete(server: Server, request: Request, kind: str) -> Response:
     return JSONResponse(result.model_dump(mode="json"))
 
 
-def create_app(engine: Engine, config: ServerConfig, metrics: Metrics | None = None,
+def create_app(engine: ServingEngine, config: ServerConfig, metrics: Metrics | None = None,
                *, manage_engine: bool = True) -> FastAPI:
     """The FastAPI app. With `manage_engine`, the engine's worker starts and stops with the app's lifespan."""
     server = Server(engine, config, metrics)

@@ -1,4 +1,5 @@
-"""The server's shared request plumbing, bound to one engine: configuration, body reading and parsing, API-key
+"""The server's shared request plumbing, bound to one engine (`ServingEngine`: the batching engine, or vLLM's behind
+`steerwarm.serve.vllm_engine`): configuration, body reading and parsing, API-key
 checks, model and steering resolution, token limits, submission to the engine, collecting its events, usage and
 the `steering` block. The endpoint modules (chat, completions, models) and streaming build on it.
 
@@ -12,18 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from steerwarm.model.load import canonical_name
+from steerwarm.model.load import LoadedModel, canonical_name
 from steerwarm.serve.engine import (
     ChoiceDone,
-    Engine,
     EngineRequest,
     Event,
     Failed,
@@ -42,9 +43,42 @@ from steerwarm.serve.protocol import (
     Usage,
     split_model,
 )
-from steerwarm.serve.registry import RowSteering
+from steerwarm.serve.registry import RowSteering, SteeringRegistry
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class ServingEngine(Protocol):
+    """What the HTTP layer uses of an engine (`steerwarm.serve.engine.Engine`, `vllm_engine.VllmEngine`): its events
+    and their order are the ones `engine.py` documents."""
+
+    loaded: LoadedModel
+    registry: SteeringRegistry
+    tokenizer_lock: threading.Lock
+    context_length: int
+    max_batch: int
+    # statistics (read by /metrics)
+    steps: int
+    prefills: int
+    generated_tokens: int
+    last_batch: int
+    kv_grows: int
+
+    @property
+    def queue_depth(self) -> int: ...
+
+    @property
+    def running_rows(self) -> int: ...
+
+    @property
+    def kv_bytes(self) -> int: ...
+
+    def submit(self, requests: Sequence[EngineRequest], sinks: Sequence[Callable[[Event], None]]) -> list[Handle]:
+        ...
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 10.0) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -154,7 +188,7 @@ class BodyReader:
 class Server:
     """The routes' logic, bound to one engine."""
 
-    def __init__(self, engine: Engine, config: ServerConfig, metrics: Metrics | None = None) -> None:
+    def __init__(self, engine: ServingEngine, config: ServerConfig, metrics: Metrics | None = None) -> None:
         self.engine = engine
         self.loaded = engine.loaded
         self.registry = engine.registry
