@@ -1,4 +1,6 @@
 """`steerwarm serve`: load the model and the registered vectors, then run the OpenAI-compatible server (uvicorn).
+`--engine hf` (the default) decodes with steerwarm's batching engine; `--engine vllm` serves the same API over vLLM's
+engine in this process (`steerwarm.serve.vllm_engine`), when vLLM is installed.
 
 Invariants: binds to 127.0.0.1 unless told otherwise and warns when it listens elsewhere without an API key; says
 at start-up which vectors are registered, which were skipped and why, and whether the warmth dial is enabled.
@@ -14,6 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from steerwarm.cli.options import ChatTemplateOpt, DeviceOpt, passive_openmp
 from steerwarm.paths import shipped_vectors
@@ -62,6 +65,9 @@ def serve_command(
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: torch's choice).")]
     = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    engine_kind: Annotated[str, typer.Option("--engine", help="hf (steerwarm's batching engine) or vllm (vLLM's "
+                                                             "engine in this process; needs vLLM: "
+                                                             "scripts/setup-vllm).")] = "hf",
 ) -> None:
     """Serve the model with the warmth dial through an OpenAI-compatible API (chat, completions, streaming)."""
     # Idle OpenMP threads sleep instead of spinning (a bounded spin first): see cli.options.passive_openmp.
@@ -74,8 +80,15 @@ def serve_command(
     from steerwarm.serve.engine import Engine
     from steerwarm.serve.registry import SteeringRegistry
     from steerwarm.serve.routes import create_app
-    from steerwarm.serve.server import ServerConfig
+    from steerwarm.serve.server import ServerConfig, ServingEngine
+    from steerwarm.serve.vllm_engine import INSTALL_HINT, VllmEngine, vllm_available
 
+    if engine_kind not in ("hf", "vllm"):
+        console.print(f"[red]error:[/red] --engine must be hf or vllm, got {engine_kind!r}")
+        raise typer.Exit(2)
+    if engine_kind == "vllm" and not vllm_available():
+        console.print(f"[red]error:[/red] --engine vllm: {escape(INSTALL_HINT)}")
+        raise typer.Exit(2)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if threads is not None:
         torch.set_num_threads(threads)
@@ -86,23 +99,31 @@ def serve_command(
     if not _loopback(host) and not api_key:
         console.print(f"[yellow]warning:[/yellow] listening on {host} without --api-key: anyone who can reach "
                       "this port can use the model")
+    engine: ServingEngine
     try:
-        loaded = load(model, dtype, device, chat_template)
-        registry = SteeringRegistry.from_dir(vectors if explicit or vectors.is_dir() else None, loaded)
+        if engine_kind == "vllm":
+            vengine = VllmEngine.create(model, vectors if explicit or vectors.is_dir() else None, dtype=dtype,
+                                        device=device, chat_template=chat_template, max_batch=max_batch,
+                                        max_queue=max_queue)
+            engine, loaded, registry = vengine, vengine.loaded, vengine.registry
+            where, note = f"{vengine.dtype}, {vengine.device}", vengine.kernels_note
+        else:
+            loaded = load(model, dtype, device, chat_template)
+            registry = SteeringRegistry.from_dir(vectors if explicit or vectors.is_dir() else None, loaded)
+            hf = Engine(loaded, registry, max_batch=max_batch, max_queue=max_queue, fast_kernels=fast_kernels)
+            engine, where, note = hf, f"{loaded.model.dtype}, {hf.device}", hf.kernels_note
     except (ModelNotFoundError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    engine = Engine(loaded, registry, max_batch=max_batch, max_queue=max_queue, fast_kernels=fast_kernels)
     app = create_app(engine, ServerConfig(model_name=loaded.name, api_key=api_key, max_body_bytes=max_body_bytes,
                                           default_max_tokens=default_max_tokens))
-    console.print(f"model {loaded.name} ({loaded.fingerprint}, {loaded.model.dtype}, {engine.device}, "
-                  f"context {engine.context_length})")
+    console.print(f"model {loaded.name} ({loaded.fingerprint}, {where}, context {engine.context_length})")
     names = ", ".join(f"{k} (layers {v.layers})" for k, v in sorted(registry.vectors.items())) or "none"
     console.print(f"vectors from {vectors}: {names}")
     for name, why in sorted(registry.skipped.items()):
         console.print(f"  skipped {name}: {why}")
     console.print(registry.dial_note)
-    console.print(engine.kernels_note)
+    console.print(note)
     console.print(f"serving on http://{host}:{port}/v1 (max batch {max_batch}, queue {max_queue}, "
                   f"API key {'required' if api_key else 'off'})")
     uvicorn.run(app, host=host, port=port, http="h11", log_level=log_level, lifespan="on")
