@@ -31,8 +31,8 @@ MAX_TOKENS = 24
 
 
 @pytest.fixture(scope="module")
-def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`steerwarm serve --engine vllm` on a free port (127.0.0.1); yields its /v1 URL."""
+def vllm_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen[bytes], str, Path]]:
+    """`steerwarm serve --engine vllm` started on a free port (127.0.0.1), not yet waited for."""
     log = tmp_path_factory.mktemp("serve-vllm") / "server.log"
     port = free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_WAIT_POLICY="PASSIVE", VLLM_CPU_KVCACHE_SPACE="1",
@@ -41,22 +41,8 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc = subprocess.Popen([sys.executable, "-m", "steerwarm.cli", "serve", "--engine", "vllm", "--host",
                                  "127.0.0.1", "--port", str(port), "--max-batch", "8"],
                                 stdout=fh, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}:\n{_tail(log)}")
-            try:
-                with urllib.request.urlopen(base + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start within 300 s:\n{_tail(log)}")
-            time.sleep(0.5)
-        yield base + "/v1"
+        yield proc, f"http://127.0.0.1:{port}", log
     finally:
         proc.terminate()
         try:
@@ -66,12 +52,31 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.wait()
 
 
+@pytest.fixture(scope="module")
+def vllm_server(vllm_process: tuple[subprocess.Popen[bytes], str, Path], hf_client: openai.OpenAI) -> str:
+    """The server's /v1 URL once it answers /health (the hf side loads meanwhile)."""
+    proc, base, log = vllm_process
+    deadline = time.monotonic() + 300
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{_tail(log)}")
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=2) as r:
+                if r.status == 200:
+                    return base + "/v1"
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"server did not start within 300 s:\n{_tail(log)}")
+        time.sleep(0.5)
+
+
 def _tail(log: Path) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-40:])
 
 
 @pytest.fixture(scope="module")
-def hf_client() -> Iterator[openai.OpenAI]:
+def hf_client(vllm_process: tuple[subprocess.Popen[bytes], str, Path]) -> Iterator[openai.OpenAI]:
     """The same HTTP layer over steerwarm's batching engine, in process (starlette's TestClient is an httpx client)."""
     import torch
     from starlette.testclient import TestClient
@@ -108,8 +113,11 @@ def _steering(response: Any) -> dict[str, Any]:
 def test_greedy_warmth_zero_equals_the_hf_engine(vllm_server: str, hf_client: openai.OpenAI) -> None:
     ours = _client(vllm_server)
     for prompt in PROMPTS:
-        v, h = _chat(ours, prompt), _chat(hf_client, prompt)
+        v, h = (_chat(c, prompt, logprobs=True, top_logprobs=2) for c in (ours, hf_client))
         assert v.choices[0].message.content == h.choices[0].message.content, prompt
+        assert [t.token for t in v.choices[0].logprobs.content] == [t.token for t in h.choices[0].logprobs.content]
+        assert [[x.token for x in t.top_logprobs] for t in v.choices[0].logprobs.content] == \
+            [[x.token for x in t.top_logprobs] for t in h.choices[0].logprobs.content]
         assert v.usage.prompt_tokens == h.usage.prompt_tokens
         assert v.usage.completion_tokens == h.usage.completion_tokens
         block = _steering(v)

@@ -25,8 +25,11 @@ Invariants:
 - Events per request follow engine.py: one `PromptReady` before any `Delta` of any choice (choices that produce
   output before the prompt is ready hold it back), then `Delta`s (streaming only), then exactly one `ChoiceDone` per
   choice, or one `Failed` (after which nothing more is sent), unless cancelled.
-- What vLLM cannot give the way our engine does is refused in `submit` with a ValueError (the server's 400), never
-  silently dropped. `--device` must name the platform this vLLM build runs on.
+- Choices read as the batching engine's do: text and stop strings from vLLM's detokenizer (DELTA outputs, stop
+  strings held back until they cannot match), completion_tokens counting an end-of-sequence token but no logprob
+  for it, finish reasons "stop" or "length"; any other ending (vLLM aborted it) is a `Failed`, never a silent stop.
+- What vLLM cannot give the way our engine does is refused in `submit` with a ValueError (the server's 400: more
+  than MAX_LOGPROBS alternatives), never silently dropped. `--device` must name the platform this vLLM build runs on.
 """
 
 from __future__ import annotations
@@ -389,7 +392,15 @@ class VllmEngine:
         self._drop(choice)
         mean = _take_readout(choice.rid)
         count = choice.tokens if mean is not None else 0
-        reason = completion.finish_reason if completion.finish_reason in ("stop", "length") else "stop"
+        reason = completion.finish_reason
+        if reason not in ("stop", "length"):  # vLLM gave up on it (aborted, an error): never a silent "stop"
+            self._fail(req, f"generation failed: vLLM ended choice {choice.index} with {reason!r}")
+            return
+        if reason == "stop" and not isinstance(completion.stop_reason, str) and choice.logprobs:
+            # it ended on an end-of-sequence (or stop) token, which the batching engine reports no logprob for
+            eos = choice.logprobs.pop()
+            if choice.pending and choice.pending[-1] is eos:
+                choice.pending.pop()
         logprobs = tuple(choice.logprobs) if req.spec.params.logprobs is not None else None
         self._send(req, ChoiceDone(choice.index, reason, choice.text, choice.text[choice.emitted:],
                                    tuple(choice.pending), choice.tokens, logprobs, (mean or 0.0) * count, count))
