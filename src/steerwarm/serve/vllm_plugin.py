@@ -7,9 +7,10 @@ own server takes them) or vLLM's per-request extra arguments (`{"vllm_xargs": {"
 block there is a JSON string, since vLLM's xargs hold only scalars and lists).
 
 Where it hooks into vLLM (0.32, the v1 GPU model runner and its CPU subclass):
-- front end (API server process): `to_sampling_params` of chat and completion requests copies the top-level fields
-  into `SamplingParams.extra_args`; `InputProcessor._validate_params` checks them against the vectors (offline
-  `LLM.generate` passes through it too), so a bad request is a 400 error object before it reaches the engine;
+- front end (API server process): the chat and completion handlers check a request's fields against the vectors
+  before they start (a bad one is a 400 error object, streaming or not); `to_sampling_params` copies top-level
+  fields into `SamplingParams.extra_args`; `InputProcessor._validate_params` checks them again (offline
+  `LLM.generate` passes only through there), so nothing unresolvable reaches the engine;
 - worker: after `load_model`, the steered decoder layers (every layer at which a registered vector has a direction)
   and the monitor layer get a thin forward wrapper that calls `steerwarm::steer_add` / `steerwarm::project`
   (custom operators: one opaque node each for torch.compile, safe inside CUDA graphs); `_prepare_inputs` fills the
@@ -144,17 +145,25 @@ def row_steering(args: Mapping[str, Any] | None, registry: SteeringRegistry) -> 
     return registry.resolve(float(warmth), raw)
 
 
-def _fold_body_fields(request: Any, params: Any) -> Any:
-    """Copy top-level `warmth` / `steering` of an OpenAI request (kept by vLLM as extra fields) into the sampling
-    parameters' extra arguments, where the front end's validation and the worker read them."""
+def request_fields(request: Any) -> dict[str, Any]:
+    """A vLLM OpenAI request's steering fields: top-level `warmth` / `steering` (kept by vLLM as extra fields) and the
+    same keys in `vllm_xargs`; a field given in both places is a 400."""
     extra = getattr(request, "model_extra", None) or {}
+    xargs = getattr(request, "vllm_xargs", None) or {}
     found = {k: extra[k] for k in FIELDS if k in extra}
-    if found:
-        clash = [k for k in found if k in (params.extra_args or {})]
-        if clash:
-            raise _validation_error(APIError(400, f"{clash[0]} is given both in the body and in vllm_xargs; give it "
-                                             "once", param=clash[0], code="duplicate_parameter"))
-        params.extra_args = {**(params.extra_args or {}), **found}
+    clash = [k for k in found if k in xargs]
+    if clash:
+        raise APIError(400, f"{clash[0]} is given both in the body and in vllm_xargs; give it once", param=clash[0],
+                       code="duplicate_parameter")
+    return {**{k: xargs[k] for k in FIELDS if k in xargs}, **found}
+
+
+def _fold_body_fields(request: Any, params: Any) -> Any:
+    """Copy the top-level fields into the sampling parameters' extra arguments, where the input processor's
+    validation and the worker read them (`vllm_xargs` are there already)."""
+    fields = request_fields(request)
+    if fields:
+        params.extra_args = {**(params.extra_args or {}), **fields}
     return params
 
 
@@ -315,7 +324,9 @@ def register() -> None:
 
 def _patch_front_end() -> None:
     from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
+    from vllm.entrypoints.openai.chat_completion.serving import OpenAIServingChat
     from vllm.entrypoints.openai.completion.protocol import CompletionRequest
+    from vllm.entrypoints.openai.completion.serving import OpenAIServingCompletion
     from vllm.sampling_params import SamplingParams
     from vllm.v1.engine.input_processor import InputProcessor
 
@@ -327,13 +338,34 @@ def _patch_front_end() -> None:
 
         cls.to_sampling_params = to_sampling_params
 
+    # Checked again before the handler starts, so a streaming request gets its 400 as an HTTP status rather than as
+    # an error event inside a 200 stream (the input processor runs only once the stream has begun).
+    for serving, method in ((OpenAIServingChat, "create_chat_completion"), (OpenAIServingCompletion,
+                                                                            "create_completion")):
+        handler = getattr(serving, method)
+
+        async def checked(self: Any, request: Any, *args: Any, _handler: Any = handler, **kwargs: Any) -> Any:
+            try:
+                fields = request_fields(request)
+                if fields:
+                    row_steering(fields, registry_for(self.model_config.model))
+            except APIError as exc:
+                return self.create_error_response(exc.message, param=exc.param)
+            return await _handler(self, request, *args, **kwargs)
+
+        setattr(serving, method, checked)
+
     validate = InputProcessor._validate_params
 
     def _validate_params(self: Any, params: Any, *args: Any, **kwargs: Any) -> Any:
         result = validate(self, params, *args, **kwargs)
         if isinstance(params, SamplingParams) and params.extra_args and any(k in params.extra_args for k in FIELDS):
             try:
-                row_steering(params.extra_args, registry_for(self.model_config.model))
+                row = row_steering(params.extra_args, registry_for(self.model_config.model))
+                if (row.warmth or row.raw) and getattr(self.vllm_config, "use_v2_model_runner", False):
+                    raise APIError(400, "the steerwarm plugin hooks vLLM's v1 model runner, and this server runs the "
+                                   "v2 runner (VLLM_USE_V2_MODEL_RUNNER=1): restart without it to steer",
+                                   param="warmth", code="runner_unsupported")
             except APIError as exc:
                 raise _validation_error(exc) from None
         return result
