@@ -6,6 +6,7 @@ object while the server keeps serving (its /metrics too)."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -149,6 +150,21 @@ def test_streaming_matches_the_whole_answer(vllm_server: str) -> None:
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == whole.choices[0].message.content
     last = _steering(chunks[-1])
     assert last["warmth"] == 1 and last["warmth_projection"] == pytest.approx(_steering(whole)["warmth_projection"])
+    # a client that goes away mid-stream: its request is aborted in vLLM, and the server goes idle
+    gone = ours.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": PROMPTS[0]}],
+                                        max_tokens=2000, temperature=0, stream=True)
+    next(iter(gone))
+    gone.close()
+    deadline = time.monotonic() + 30
+    while _health(vllm_server)["running_rows"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _health(vllm_server)["running_rows"] == 0
+
+
+def _health(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url.removesuffix("/v1") + "/health", timeout=10) as r:
+        out: dict[str, Any] = json.loads(r.read())
+    return out
 
 
 def test_completions_echo_logprobs_and_seeded_choices(vllm_server: str, hf_client: openai.OpenAI) -> None:
