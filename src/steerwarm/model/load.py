@@ -20,6 +20,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,6 +93,7 @@ def prepared_dir(name: str = DEFAULT_MODEL) -> Path:
 
 
 FINGERPRINT_SAMPLES = 512
+WHOLE_READ_ELEMENTS = 64 * 1024 * 1024  # fingerprint_files reads larger tensors row by row, only the sampled rows
 
 
 def _fingerprint_hash(config: Any, named_samples: Iterator[tuple[str, tuple[int, ...], torch.Tensor]]) -> str:
@@ -148,30 +150,29 @@ def fingerprint_files(path: str | Path) -> str:
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
         skeleton.tie_weights()  # as loading does: a tied head is one parameter, stored once
-    where: dict[str, Path] = {}
-    for f in files:
-        with safe_open(str(f), framework="pt") as sf:
-            where.update({k: f for k in sf.keys()})
+    with ExitStack() as stack:
+        opened = [stack.enter_context(safe_open(str(f), framework="pt")) for f in files]
+        where = {k: sf for sf in opened for k in sf.keys()}
 
-    def samples() -> Iterator[tuple[str, tuple[int, ...], torch.Tensor]]:
-        for pname, p in skeleton.named_parameters():
-            if pname not in where:
-                raise ModelNotFoundError(f"{folder}: parameter {pname!r} of {type(skeleton).__name__} is not in its "
-                                         "safetensors files (renamed on load?), so its fingerprint cannot be read")
-            shape = tuple(p.shape)
-            idx = _sample_indices(p.numel())
-            with safe_open(str(where[pname]), framework="pt") as sf:
-                sl = sf.get_slice(pname)
-                if len(shape) < 2:
-                    flat = sl[:].reshape(-1)
+        def samples() -> Iterator[tuple[str, tuple[int, ...], torch.Tensor]]:
+            for pname, p in skeleton.named_parameters():
+                if pname not in where:
+                    raise ModelNotFoundError(f"{folder}: parameter {pname!r} of {type(skeleton).__name__} is not in "
+                                             "its safetensors files (renamed on load?), so its fingerprint cannot be "
+                                             "read")
+                shape = tuple(p.shape)
+                idx = _sample_indices(p.numel())
+                if p.numel() <= WHOLE_READ_ELEMENTS or len(shape) < 2:  # one read beats hundreds of row reads
+                    flat = where[pname].get_tensor(pname).reshape(-1)
                     yield pname, shape, flat[idx.start:idx.stop:idx.step]
                     continue
+                sl = where[pname].get_slice(pname)
                 cols = p.numel() // shape[0]
                 picks = [(i // cols, i % cols) for i in idx]
                 rows = {r: sl[r:r + 1].reshape(-1) for r in sorted({r for r, _ in picks})}
                 yield pname, shape, torch.stack([rows[r][c] for r, c in picks])
 
-    return _fingerprint_hash(config, samples())
+        return _fingerprint_hash(config, samples())
 
 
 def _gguf_path(spec: EmbeddedModel) -> Path:
