@@ -34,9 +34,14 @@ PROMPTS = [
 ]
 
 
+# A step budget below every chat prompt's length (about 40 tokens with the template's system prompt), so each prompt
+# is prefilled in chunks and steps mix prefill chunks of some requests with decode tokens of others.
+STEP_TOKENS = 32
+
+
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, VllmProcess]]:
-    """vLLM with the plugin (the shipped dial) and without it, started side by side, float32."""
+    """vLLM with the plugin (the shipped dial) and without it, started side by side, float32, chunked prefill."""
     logs = tmp_path_factory.mktemp("vllm")
     started: dict[str, VllmProcess] = {}
     errors: list[BaseException] = []
@@ -44,7 +49,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Vllm
     def start(name: str, plugin: bool) -> None:
         try:
             started[name] = start_vllm(prepared_dir(), log_path=logs / f"{name}.log", served_name=MODEL,
-                                       plugin=plugin, vectors=shipped_vectors() if plugin else None)
+                                       plugin=plugin, vectors=shipped_vectors() if plugin else None,
+                                       args=["--max-num-batched-tokens", str(STEP_TOKENS), "--max-num-seqs", "16"])
         except BaseException as exc:
             errors.append(exc)
 
@@ -151,6 +157,7 @@ def test_warmth_one_agrees_with_steerwarms_own_engine(servers: dict[str, VllmPro
         assert done.logprobs is not None
         ours = [t.token_id for t in done.logprobs]
         theirs = _complete(servers["plugin"], list(ids), max_tokens=16, logprobs=5, warmth=1, ignore_eos=False)
+        assert len(ids) > STEP_TOKENS  # prefilled in chunks
         agree += _token_ids(theirs)[:16] == ours[:16]
         first_ours = {t.token_id: t.logprob for t in done.logprobs[0].top}
         first_theirs = {int(k.split(":")[1]): v for k, v in theirs.logprobs.top_logprobs[0].items()}
