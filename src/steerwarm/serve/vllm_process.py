@@ -82,8 +82,9 @@ class VllmProcess:
 def start_vllm(model: str | Path, *, log_path: Path, served_name: str = "smollm2-135m", plugin: bool = True,
                vectors: str | Path | None = None, dtype: str = "float32", args: Sequence[str] = (),
                env: Mapping[str, str] | None = None, port: int | None = None, python: str | Path | None = None,
-               timeout: float = 600.0, cpu: bool = True) -> VllmProcess:
-    """Start `vllm serve MODEL` and wait until it answers (see the module invariants)."""
+               timeout: float = 600.0, cpu: bool = True, eager: bool | None = None) -> VllmProcess:
+    """Start `vllm serve MODEL` and wait until it answers (see the module invariants). `eager` (default: on the CPU)
+    turns torch.compile and CUDA graphs off."""
     port = port or free_port()
     full_env = dict(os.environ)
     if cpu:
@@ -98,7 +99,8 @@ def start_vllm(model: str | Path, *, log_path: Path, served_name: str = "smollm2
         full_env.pop("STEERWARM_VECTORS", None)
     full_env.update(env or {})
     cmd = [*vllm_cli(python), "serve", str(model), "--served-model-name", served_name, "--host", "127.0.0.1",
-           "--port", str(port), "--dtype", dtype, *(["--enforce-eager"] if cpu else []), *args]
+           "--port", str(port), "--dtype", dtype, *(["--enforce-eager"] if (cpu if eager is None else eager) else []),
+           *args]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env, start_new_session=True)
