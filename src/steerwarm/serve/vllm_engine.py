@@ -156,6 +156,7 @@ class VllmEngine(EngineLoop):
             raise ValueError(f"this vLLM build runs on {platform!r}; --device {device} is not available with "
                              "--engine vllm")
         vllm_plugin.register()
+        vllm_plugin.collect_readouts()
         folder = str(path)
         registry = vllm_plugin.registry_for(folder)  # the worker's own registry (same process, same key)
         facts = vllm_plugin.FolderModel.read(folder)

@@ -29,8 +29,9 @@ Invariants:
 - A request whose steering cannot be resolved never reaches the worker through the front end; if one does (a
   direct engine client), the worker logs an error and steers that request by nothing rather than stopping the engine.
 - Readouts (the warmth monitor: mean projection per response, as steerwarm's engine measures it) are collected
-  only for requests that carry a `steerwarm_readout` key in their extra arguments, in the worker's process; they
-  are readable where the engine runs in-process (`steerwarm serve --engine vllm`).
+  only where an in-process engine turned them on (`collect_readouts`, `steerwarm serve --engine vllm`, which takes
+  each one when its request ends) and only for requests that carry a `steerwarm_readout` key in their extra
+  arguments; a plain `vllm serve` stores none, whatever a client sends.
 """
 
 from __future__ import annotations
@@ -238,7 +239,7 @@ class WorkerSteering:
             steering = RowSteering()
         row = self.tokens.row(_layer_coefs(steering, self.registry))
         self._rows[req_id] = row
-        key = (args or {}).get(READOUT_KEY)
+        key = (args or {}).get(READOUT_KEY) if _collect_readouts else None
         self._readout_keys[req_id] = str(key) if key is not None else None
         return row
 
@@ -299,6 +300,14 @@ def _steered_forward(forward: Callable[..., Any], tokens: TokenSteering, layer: 
 
 _readouts: dict[str, tuple[float, int]] = {}
 _readout_lock = threading.Lock()
+_collect_readouts = False
+
+
+def collect_readouts() -> None:
+    """Turn readout collection on in this process: only an in-process engine that takes each key once its request
+    ends calls this, so a plain `vllm serve` never stores readouts nobody will take."""
+    global _collect_readouts
+    _collect_readouts = True
 
 
 def take_readout(key: str) -> float | None:
