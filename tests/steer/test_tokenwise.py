@@ -120,3 +120,27 @@ def test_fill_refuses_more_tokens_than_slots(tiny: LoadedModel) -> None:
         tokens.fill(np.stack([tokens.row({})]), [5])
     with pytest.raises(ValueError, match="2 rows for 1 requests"):
         tokens.fill(np.stack([tokens.row({}), tokens.row({})]), [1])
+
+
+def test_eager_steps_skip_layers_nobody_steers_and_graphs_never_do(tiny: LoadedModel) -> None:
+    warm = random_vector(tiny, layers=[1], seed=3, name="warm")
+    tokens = _tokens({"warm": warm})
+    h = torch.randn(4, tiny.hidden_size)
+    tokens.fill(np.stack([tokens.row({1: {"warm": 0.3}}), tokens.row({})]), [2, 2])
+    assert tokens.live == {0: False, 1: True, 2: False}
+    assert tokens.apply(0, h) is h  # untouched: every row adds exactly zero at layer 0
+    steered = tokens.apply(1, h)
+    assert torch.equal(steered[:2], h[:2] + (np.float32(0.3 * warm.norms[1]) * warm.directions[1]))
+    assert torch.equal(steered[2:], h[2:])
+
+    counter = CompileCounter()
+
+    @torch.compile(backend=counter, fullgraph=True)
+    def traced(x: torch.Tensor) -> torch.Tensor:
+        return tokens.apply(0, x)
+
+    tokens.fill(np.stack([tokens.row({0: {"warm": 0.5}})]), [4])  # the graph was traced while layer 0 is live...
+    assert torch.equal(traced(h), tokens.apply(0, h))
+    tokens.fill(np.stack([tokens.row({})]), [4])  # ...and still adds (zeros) once it is not: no branch inside
+    assert torch.equal(traced(h), h)
+    assert counter.frame_count == 1  # one graph for both steps: it does not depend on which layers are live

@@ -260,6 +260,7 @@ class WorkerSteering:
             state = runner.requests[req_id]
             if state.num_computed_tokens + int(n) >= len(state.prompt_token_ids or ()):  # this step samples
                 self._pending.append((key, end - 1))
+        self.tokens.reading = bool(self._pending)
 
     def collect(self) -> None:
         if not self._pending or self.tokens.monitor_layer is None:

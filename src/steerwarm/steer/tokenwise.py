@@ -15,6 +15,10 @@ Invariants:
   float32 delta the hooks add, cast to the activation dtype once. A row of zeros adds exactly zero.
 - Any mix of coefficients in one step costs the same: one [n, K] x [K, hidden] product per steered layer, where K
   is the number of directions registered at that layer (fixed at install time), whatever the values.
+- Traced or captured (torch.compile, CUDA graphs), a layer always runs the operators, since a graph replays for
+  every later step. Eager (vLLM's `--enforce-eager`, the CPU build), the same arithmetic runs as plain torch calls
+  (no operator dispatch), a layer at which no row of the step has a non-zero coefficient is left untouched (exact:
+  such a step adds exactly zero there), and the monitor projects only when `reading` is set (someone collects it).
 """
 
 from __future__ import annotations
@@ -28,12 +32,23 @@ import torch
 OP_NAMESPACE = "steerwarm"
 
 
-@torch.library.custom_op(f"{OP_NAMESPACE}::steer_add", mutates_args=())
-def steer_add(hidden: torch.Tensor, coefs: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+def add_steering(hidden: torch.Tensor, coefs: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
     """`hidden + (coefs[:n] @ directions)` cast to hidden's dtype, where n = hidden's token count (rows)."""
     n = hidden.shape[0]
     delta = coefs[:n] @ directions
     return hidden + delta.to(hidden.dtype)
+
+
+def project_into(stream: torch.Tensor, direction: torch.Tensor, scale: float, out: torch.Tensor) -> None:
+    """`out[:n] = (stream @ direction) * scale` in float32 (the warmth monitor's reading per token)."""
+    n = stream.shape[0]
+    out[:n].copy_((stream.float() @ direction) * scale)
+
+
+@torch.library.custom_op(f"{OP_NAMESPACE}::steer_add", mutates_args=())
+def steer_add(hidden: torch.Tensor, coefs: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """`add_steering` as one opaque operator (what compiled and captured graphs hold)."""
+    return add_steering(hidden, coefs, directions)
 
 
 @steer_add.register_fake
@@ -43,9 +58,8 @@ def _steer_add_fake(hidden: torch.Tensor, coefs: torch.Tensor, directions: torch
 
 @torch.library.custom_op(f"{OP_NAMESPACE}::project", mutates_args=("out",))
 def project(stream: torch.Tensor, direction: torch.Tensor, scale: float, out: torch.Tensor) -> None:
-    """`out[:n] = (stream @ direction) * scale` in float32 (the warmth monitor's reading per token)."""
-    n = stream.shape[0]
-    out[:n].copy_((stream.float() @ direction) * scale)
+    """`project_into` as one opaque operator."""
+    project_into(stream, direction, scale, out)
 
 
 @project.register_fake
@@ -96,6 +110,10 @@ class TokenSteering:
             self.monitor_direction = direction.to(self.device, torch.float32)
             self.monitor_scale = 1.0 / float(norm)
         self._filled = 0
+        # eager fast path: which layers this step's rows steer at all, and whether anyone reads the monitor
+        self.live = dict.fromkeys(self.columns, True)
+        self.reading = True
+        self._starts = np.array([a for a, _ in self.columns.values()], dtype=np.int64)
 
     def row(self, coefs: dict[int, dict[str, float]]) -> np.ndarray:
         """One request's flat row from raw coefficients by layer and vector name (layers or names not registered
@@ -124,14 +142,33 @@ class TokenSteering:
                                            reps, axis=0)
             self._host[total:clear] = 0.0
             self.buffer[:clear].copy_(torch.from_numpy(self._host[:clear]))
+            if len(rows):
+                used = np.logical_or.reduceat(np.any(np.asarray(rows) != 0, axis=0), self._starts)
+                self.live = dict(zip(self.columns, (bool(u) for u in used), strict=True))
+            else:
+                self.live = dict.fromkeys(self.columns, False)
         self._filled = total
 
     def apply(self, layer: int, hidden: torch.Tensor) -> torch.Tensor:
         """The steered output of `layer` (hidden: [n, hidden] tokens of this step)."""
-        out: torch.Tensor = steer_add(hidden, self.coefs[layer], self.directions[layer])
-        return out
+        if _in_graph(hidden):
+            out: torch.Tensor = steer_add(hidden, self.coefs[layer], self.directions[layer])
+            return out
+        if not self.live[layer]:  # every row of this step adds exactly zero here
+            return hidden
+        return add_steering(hidden, self.coefs[layer], self.directions[layer])
 
     def read(self, stream: torch.Tensor) -> None:
         """Record the monitor's projection of each token's residual stream (call at the monitor layer)."""
-        if self.monitor_direction is not None:
+        if self.monitor_direction is None:
+            return
+        if _in_graph(stream):
             project(stream, self.monitor_direction, self.monitor_scale, self.readout)
+        elif self.reading:
+            project_into(stream, self.monitor_direction, self.monitor_scale, self.readout)
+
+
+def _in_graph(t: torch.Tensor) -> bool:
+    """Whether this call is being traced (torch.compile) or captured (a CUDA graph): then the work must be the
+    opaque operator, unconditionally, since a graph replays for every later step whatever its values."""
+    return bool(torch.compiler.is_compiling() or (t.is_cuda and torch.cuda.is_current_stream_capturing()))
