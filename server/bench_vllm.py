@@ -14,6 +14,8 @@ Every condition measures the same server process it is compared with where that 
 both on the plugin server), and `uniform`/`unsteered` compares the two servers, which is the overhead a user pays
 for turning the plugin on. Both servers stay up so the conditions can interleave: round r runs the conditions in
 the order rotated by r (ABCD, BCDA, CDAB, DABC, ...), so slow moments of a shared machine fall on every condition.
+On the CPU the server not being measured is frozen (SIGSTOP, then SIGCONT for its turn; --no-pause keeps it running):
+an idle vLLM's engine and worker processes poll, and on a 2-core machine they took a third of a core from the other.
 
 Load (the closed loop of `server/compare_peers.py`, whose client and measurement code this reuses): N concurrent
 clients (--clients, default 16), streamed greedy chat completions (temperature 0) back to back over a fixed set of
@@ -181,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="extra argument for both `vllm serve`s (repeatable; --server-arg=--max-num-seqs=32)")
     ap.add_argument("--clients", type=int, default=16, help="concurrent clients")
     ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds (condition order rotates)")
+    ap.add_argument("--no-pause", action="store_true", help="CPU: keep the idle server running (by default it is "
+                    "frozen with SIGSTOP while the other is measured: its polling processes share the same cores)")
     ap.add_argument("--requests", type=int, default=1, help="fixed work: requests per client per run (0: window)")
     ap.add_argument("--duration", type=float, default=35.0, help="with --requests 0: seconds per run (ramp included)")
     ap.add_argument("--ramp", type=float, default=5.0, help="seconds before the measuring window opens")
@@ -222,9 +226,14 @@ def main(argv: list[str] | None = None) -> int:
             run_args = argparse.Namespace(**{**vars(args), "duration": args.timeout, "ramp": 0.0,
                                              "max_requests": args.clients * args.requests})
         runs: list[Run] = []
+        pause = not args.gpu and not args.no_pause
         for rnd in range(args.rounds):
             order = CONDITIONS[rnd % 4:] + CONDITIONS[:rnd % 4]
             for cond in order:
+                if pause:  # the idle server's processes poll: freeze them while the other one is measured
+                    idle, busy = (plugin, base) if cond == "unsteered" else (base, plugin)
+                    busy.resume()
+                    idle.pause()
                 run = asyncio.run(run_level(conds[cond], args.clients, rnd, run_args, BENCH_PROMPTS))
                 s = run.stats()
                 first_error = next((r.error for r in run.records if r.error and r.error != "cancelled"), None)

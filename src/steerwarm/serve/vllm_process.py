@@ -60,10 +60,20 @@ class VllmProcess:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def pause(self) -> None:
+        """Freeze every process of the server (SIGSTOP), so an idle server takes no CPU from a measured one."""
+        if self.alive():
+            os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.alive():
+            os.killpg(self.process.pid, signal.SIGCONT)
+
     def stop(self, grace: float = 20.0) -> None:
         if self.process.poll() is not None:
             return
         try:
+            os.killpg(self.process.pid, signal.SIGCONT)  # a paused server must be able to handle its SIGTERM
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(grace)
         except subprocess.TimeoutExpired:
