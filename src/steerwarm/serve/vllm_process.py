@@ -3,8 +3,9 @@
 Invariants:
 - The server listens on 127.0.0.1 only and is started in its own process group, so `stop()` ends the API server,
   the engine core and its workers together (SIGTERM, then SIGKILL after a grace period).
-- `plugin=False` sets `VLLM_PLUGINS` to an allowlist that names nothing, so vLLM runs exactly as without steerwarm
-  installed; `plugin=True` loads it with `STEERWARM_VECTORS` set to the given folder.
+- `plugin=False` sets `VLLM_PLUGINS` to an allowlist of every general plugin installed but steerwarm's (vLLM's own
+  LoRA resolvers, ...), so vLLM runs exactly as without steerwarm installed; `plugin=True` loads them all, with
+  `STEERWARM_VECTORS` set to the given folder.
 - On the CPU build the environment gets the settings that make vLLM start on a small shared machine: a fixed KV
   cache (`VLLM_CPU_KVCACHE_SPACE`, GiB) instead of a share of all memory, no core reserved for the front end, and
   passive OpenMP waiting. A caller's own environment variables win.
@@ -38,6 +39,13 @@ def free_port() -> int:
 def vllm_cli(python: str | Path | None = None) -> list[str]:
     """The command that runs vLLM's CLI with `python` (default: this interpreter)."""
     return [str(python or sys.executable), "-m", "vllm.entrypoints.cli.main"]
+
+
+def others_plugins() -> list[str]:
+    """The vLLM general plugins installed here other than steerwarm's (what `plugin=False` still loads)."""
+    from importlib.metadata import entry_points
+
+    return sorted({e.name for e in entry_points(group="vllm.general_plugins")} - {"steerwarm"})
 
 
 @dataclass
@@ -105,7 +113,7 @@ def start_vllm(model: str | Path, *, log_path: Path, served_name: str = "smollm2
         if vectors is not None:
             full_env["STEERWARM_VECTORS"] = str(vectors)
     else:
-        full_env["VLLM_PLUGINS"] = ""
+        full_env["VLLM_PLUGINS"] = ",".join(others_plugins())  # "" is an allowlist that names nothing
         full_env.pop("STEERWARM_VECTORS", None)
     full_env.update(env or {})
     cmd = [*vllm_cli(python), "serve", str(model), "--served-model-name", served_name, "--host", "127.0.0.1",
