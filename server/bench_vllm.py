@@ -86,7 +86,7 @@ BENCH_PROMPTS = (
 )
 CONDITIONS = ("unsteered", "uniform", "mixed", "zero")
 RATIOS = (("uniform/unsteered", "uniform", "unsteered"), ("mixed/uniform", "mixed", "uniform"),
-          ("zero/unsteered", "zero", "unsteered"))
+          ("zero/unsteered", "zero", "unsteered"), ("uniform/zero", "uniform", "zero"))  # the last: one server
 GATED = ("uniform/unsteered", "mixed/uniform")  # the two ratios
 
 
