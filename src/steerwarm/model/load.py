@@ -97,12 +97,12 @@ WHOLE_READ_ELEMENTS = 64 * 1024 * 1024  # fingerprint_files reads larger tensors
 
 
 def _fingerprint_hash(config: Any, named_samples: Iterator[tuple[str, tuple[int, ...], torch.Tensor]]) -> str:
+    import torch
+
     h = hashlib.sha256()
     for key in ("model_type", "hidden_size", "num_hidden_layers", "vocab_size"):
         h.update(f"{key}={getattr(config, key, None)};".encode())
     for pname, shape, sample in named_samples:
-        import torch
-
         h.update(f"{pname}:{shape};".encode())
         h.update(sample.to(torch.bfloat16).view(torch.int16).cpu().numpy().tobytes())
     return "sw1-" + h.hexdigest()[:24]

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from steerwarm.serve.errors import APIError
+from steerwarm.steer.dial import split_warmth_suffix
 
 RAW_COEF_LIMIT = 10.0
 MAX_TOP_LOGPROBS = 20
@@ -380,22 +380,10 @@ def dump_chunk(chunk: BaseModel) -> str:
     return f"data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
 
 
-_SUFFIX = re.compile(r"^(?P<base>[^@]+)@warmth=(?P<w>[^@]+)$")
-
-
 def split_model(model: str) -> tuple[str, float | None]:
     """`MODEL@warmth=0.5` -> ("MODEL", 0.5); a name without suffix -> (name, None)."""
-    if "@" not in model:
-        return model, None
-    m = _SUFFIX.match(model)
-    if m is None:
-        raise APIError(400, f"cannot parse model {model!r}: the only suffix understood is '@warmth=<number>', "
-                       "e.g. 'smollm2-135m@warmth=0.5'", param="model", code="invalid_model_suffix")
     try:
-        w = float(m.group("w"))
-    except ValueError:
-        raise APIError(400, f"model suffix warmth {m.group('w')!r} is not a number", param="model",
+        return split_warmth_suffix(model)
+    except ValueError as exc:
+        raise APIError(400, f"cannot parse model {model!r}: {exc}", param="model",
                        code="invalid_model_suffix") from None
-    if not math.isfinite(w):
-        raise APIError(400, "model suffix warmth must be finite", param="model", code="invalid_model_suffix")
-    return m.group("base"), w

@@ -159,7 +159,7 @@ class VllmEngine(EngineLoop):
         vllm_plugin.collect_readouts()
         folder = str(path)
         registry = vllm_plugin.registry_for(folder)  # the worker's own registry (same process, same key)
-        facts = vllm_plugin.FolderModel.read(folder)
+        facts = vllm_plugin.folder_model(folder)  # read once per process, shared with registry_for
         args = EngineArgs(model=folder, tokenizer=folder, dtype=where.dtype, seed=seed, max_num_seqs=max_batch,
                           max_logprobs=MAX_LOGPROBS, enforce_eager=platform == "cpu", disable_log_stats=True)
         llm = LLMEngine.from_engine_args(args)

@@ -83,6 +83,12 @@ class FolderModel:
         return cls(path, fingerprint_files(path), int(text.hidden_size), int(text.num_hidden_layers))
 
 
+@functools.cache
+def folder_model(model: str) -> FolderModel:
+    """`FolderModel.read(model)`, once per process (the front end and an in-process worker share it)."""
+    return FolderModel.read(model)
+
+
 def model_folder(model: str) -> Path:
     """vLLM's `model` argument as a local folder: a path, or a hub id already in the local cache (never fetched)."""
     path = Path(model).expanduser()
@@ -103,7 +109,7 @@ def registry_for(model: str) -> SteeringRegistry:
         reg = _registries.get(model)
         if reg is None:
             folder = os.environ.get(ENV_VECTORS) or None
-            facts = FolderModel.read(model) if folder else None
+            facts = folder_model(model) if folder else None
             reg = (SteeringRegistry.from_dir(folder, facts) if facts is not None else
                    SteeringRegistry({}, None, dial_note=f"warmth dial disabled: {ENV_VECTORS} is not set",
                                     num_layers=0))
@@ -207,8 +213,6 @@ class WorkerSteering:
             monitor = (reg.monitor.layer, reg.monitor.direction, reg.monitor.norm)
         self.tokens = TokenSteering(layers, max_tokens=max(int(runner.max_num_tokens), capture) + 8,
                                     device=runner.device, monitor=monitor)
-        self.columns = self.tokens.columns
-        self.width = self.tokens.width
         self._rows: dict[str, np.ndarray] = {}
         self._readout_keys: dict[str, str | None] = {}
         self._pending: list[tuple[str, int]] = []
@@ -216,16 +220,17 @@ class WorkerSteering:
 
     def _wrap(self, model: torch.nn.Module) -> None:
         layers = decoder_layers(model, self.registry.num_layers)
-        wanted = set(self.columns)
+        steered = self.tokens.columns
+        wanted = set(steered)
         if self.tokens.monitor_layer is not None:
             wanted.add(self.tokens.monitor_layer)
         for index in sorted(wanted):
             layer = layers[index]
             layer.forward = _steered_forward(layer.forward, self.tokens, index,
-                                             steer=index in self.columns,
+                                             steer=index in steered,
                                              monitor=index == self.tokens.monitor_layer)
-        log.info("steerwarm: steering %d layers (%d directions) and monitoring layer %s", len(self.columns),
-                 self.width, self.tokens.monitor_layer)
+        log.info("steerwarm: steering %d layers (%d directions) and monitoring layer %s", len(steered),
+                 self.tokens.width, self.tokens.monitor_layer)
 
     def _row(self, req_id: str, params: Any) -> np.ndarray:
         row = self._rows.get(req_id)

@@ -13,6 +13,7 @@ Invariants:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,34 @@ from steerwarm.steer.hooks import SteerSpec
 from steerwarm.steer.vector import SteeringVector
 
 DIAL_RANGE = (-3.0, 3.0)
+
+
+WARMTH_SUFFIX = "@warmth="
+
+
+def split_warmth_suffix(name: str, *, require_name: bool = True) -> tuple[str, float | None]:
+    """`MODEL@warmth=0.5` -> ("MODEL", 0.5); a name without "@" -> (name, None). ValueError for any other suffix
+    or a warmth that is not a finite number (the server's `model` suffix and endpoint target specs alike, where
+    `require_name=False` lets `@warmth=0.5` alone mean the endpoint's first model)."""
+    if "@" not in name:
+        return name, None
+    base, sep, text = name.partition(WARMTH_SUFFIX)
+    if not sep or (require_name and not base) or "@" in base:
+        raise ValueError("the only suffix understood after a model name is '@warmth=<number>', e.g. MODEL@warmth=0.5")
+    try:
+        warmth = float(text)
+    except ValueError:
+        raise ValueError(f"warmth {text!r} is not a number (e.g. MODEL@warmth=0.5)") from None
+    if not math.isfinite(warmth):
+        raise ValueError(f"warmth must be a finite number, got {text!r}")
+    return base, warmth + 0.0  # -0.0 -> 0.0
+
+
+def check_warmth(warmth: float) -> None:
+    """Refuse (ValueError) a warmth outside `DIAL_RANGE`, the range every steerwarm dial serves."""
+    lo, hi = DIAL_RANGE
+    if not lo <= warmth <= hi:
+        raise ValueError(f"warmth must be within [{lo}, {hi}], got {warmth}")
 
 
 @dataclass(frozen=True)
@@ -49,9 +78,7 @@ class Dial:
 
     def coefficients(self, warmth: float) -> tuple[float, float]:
         """(raw coefficient on the warm vector, raw coefficient on the cold vector) for one warmth value."""
-        lo, hi = DIAL_RANGE
-        if not lo <= warmth <= hi:
-            raise ValueError(f"warmth must be within [{lo}, {hi}], got {warmth}")
+        check_warmth(warmth)
         if warmth == 0:
             return 0.0, 0.0
         if warmth > 0 or self.cold is None:

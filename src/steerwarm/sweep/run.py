@@ -462,7 +462,7 @@ def run_sweep(cfg: SweepConfig, *, progress: bool = True,
     from tqdm import tqdm
 
     from steerwarm.meter.measure import Meter
-    from steerwarm.steer.dial import DIAL_RANGE
+    from steerwarm.steer.dial import check_warmth
     from steerwarm.targets.registry import parse_target, tokenizer_only
 
     dial: Dial | None = None
@@ -473,10 +473,8 @@ def run_sweep(cfg: SweepConfig, *, progress: bool = True,
             dial.coefficients(w)  # the dial's range check, before anything is loaded
     else:
         units = ENDPOINT_UNITS
-        lo, hi = DIAL_RANGE  # the range every steerwarm dial serves, checked before any request
-        outside = [w for w in cfg.warmths if not lo <= w <= hi]
-        if outside:
-            raise ValueError(f"warmth must be within [{lo}, {hi}], got {outside[0]}")
+        for w in cfg.warmths:
+            check_warmth(w)  # the range every steerwarm dial serves, checked before any request
     for spec in cfg.references:
         _check_reference(spec)
     out = cfg.out

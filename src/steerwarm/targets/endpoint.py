@@ -8,9 +8,10 @@ read from the environment variable named by `api_key_env` (default OPENAI_API_KE
 get a placeholder. `extra_body` (e.g. `{"top_k": 20}`) is sent with every request.
 
 Invariants:
-- The `@warmth=W` suffix is parsed here and only here (`EndpointSpec.parse`): W must be a finite number, else a
-  ValueError naming the spec; the suffix never reaches the server in the model name (the body carries the warmth,
-  never both), and an `extra_body` that also sets "warmth" next to a suffix is refused (two sources of one value).
+- The `@warmth=W` suffix is parsed by `EndpointSpec.parse` with the server's own parser
+  (`steer.dial.split_warmth_suffix`): W must be a finite number, else a ValueError naming the spec; the suffix
+  never reaches the server in the model name (the body carries the warmth, never both), and an `extra_body` that
+  also sets "warmth" next to a suffix is refused (two sources of one value).
 - `describe()` records the warmth, so a run folder refuses to resume under another value.
 - A call is retried only on transient failures (connection errors, timeouts, HTTP 408/409/429/5xx), at most
   `retries` times, sleeping `backoff * 2**attempt` seconds (x0.75-1.25 jitter, capped at 60 s, or the server's
@@ -22,7 +23,6 @@ Invariants:
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import time
@@ -30,6 +30,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from steerwarm.steer.dial import split_warmth_suffix
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -42,9 +44,6 @@ class EndpointError(RuntimeError):
 
 class LikelihoodUnsupportedError(EndpointError):
     """The endpoint cannot return prompt-token log-probabilities."""
-
-
-WARMTH_SUFFIX = "@warmth="
 
 
 @dataclass(frozen=True)
@@ -60,20 +59,10 @@ class EndpointSpec:
         if not spec.startswith(("http://", "https://")):
             raise ValueError(f"an endpoint spec looks like http://HOST:PORT/v1#MODEL, got {spec!r}")
         url, _, model = spec.strip().partition("#")
-        warmth: float | None = None
-        if "@" in model:
-            model, sep, text = model.partition(WARMTH_SUFFIX)
-            if not sep or "@" in model:
-                raise ValueError(f"endpoint spec {spec!r}: the only suffix understood after the model name is "
-                                 "'@warmth=W', e.g. http://HOST:PORT/v1#MODEL@warmth=0.5")
-            try:
-                warmth = float(text)
-            except ValueError:
-                raise ValueError(f"endpoint spec {spec!r}: warmth {text!r} is not a number (e.g. "
-                                 "#MODEL@warmth=0.5)") from None
-            if not math.isfinite(warmth):
-                raise ValueError(f"endpoint spec {spec!r}: warmth must be a finite number, got {text!r}")
-            warmth += 0.0  # -0.0 -> 0.0
+        try:
+            model, warmth = split_warmth_suffix(model, require_name=False)
+        except ValueError as exc:
+            raise ValueError(f"endpoint spec {spec!r}: {exc}") from None
         return cls(url.rstrip("/"), model or None, warmth)
 
 
