@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from steerwarm.finetune.shipped import ShippedFinetuneError, materialize, resolve_finetune, ship
+from steerwarm.finetune.shipped import (
+    VARIANTS,
+    ShippedFinetuneError,
+    materialize,
+    resolve_finetune,
+    ship,
+    shipped_dir,
+    shipped_name,
+)
 from steerwarm.finetune.train import TrainConfig, train
 from steerwarm.model.load import load
 from tests.finetune.test_train import _conv, tiny_dir  # noqa: F401  (fixture)
@@ -57,13 +65,46 @@ def test_ship_then_materialize_reproduces_the_checkpoint(tiny_dir: Path, tmp_pat
 def test_missing_shipped_adapter_names_the_commands(tmp_path: Path) -> None:
     with pytest.raises(ShippedFinetuneError, match="steerwarm finetune train --variant warm"):
         materialize("warm", root=tmp_path)
+    with pytest.raises(ShippedFinetuneError, match="steerwarm finetune ship cold --epoch 2"):
+        materialize("cold-epoch2", root=tmp_path)
     with pytest.raises(ValueError, match="warm"):
         materialize("lukewarm", root=tmp_path)
 
 
+def test_shipped_names_map_variant_and_epoch_both_ways() -> None:
+    assert [shipped_name(v, e) for v, e in [("warm", 1.0), ("cold", 1), ("warm", 2.0), ("cold", 2)]] == \
+        ["warm", "cold", "warm-epoch2", "cold-epoch2"] == list(VARIANTS)
+    for variant, epoch in [("warm", 0.5), ("cold", 3.0), ("neutral", 1.0)]:
+        with pytest.raises(ValueError, match="has no shipped name"):
+            shipped_name(variant, epoch)
+
+
+def test_ship_at_epoch_2_goes_beside_epoch_1_and_a_mislabelled_card_is_refused(
+        tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    monkeypatch.setenv("STEERWARM_HOME", str(tmp_path / "home"))
+    cfg = TrainConfig(variant="warm", model=str(tiny_dir), epochs=2.0, checkpoints=(1.0, 2.0), batch_size=4,
+                      micro_batch=2, lr=1e-2)
+    run = tmp_path / "run"
+    train(cfg, run, convs=[_conv(i) for i in range(8)])
+    root = tmp_path / "finetunes"
+    one, two = ship(run, 1.0, "warm", dest_root=root), ship(run, 2.0, "warm", dest_root=root)
+    assert (one.name, two.name) == ("warm", "warm-epoch2")
+    assert json.loads((two / "card.json").read_text())["epoch"] == 2.0
+    merged_one, merged_two = materialize("warm", root=root), materialize("warm-epoch2", root=root)
+    assert load(str(merged_two)).fingerprint == load(str(run / "epoch-2")).fingerprint != \
+        load(str(merged_one)).fingerprint
+    # a card that says epoch 1 in the epoch-2 folder is refused, not merged under the wrong name
+    (shipped_dir("cold-epoch2", root)).mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors", "card.json"):
+        (shipped_dir("cold-epoch2", root) / name).write_bytes((root / "warm" / name).read_bytes())
+    with pytest.raises(ValueError, match="warm epoch 1.0, but cold-epoch2 is cold epoch 2"):
+        materialize("cold-epoch2", root=root)
+
+
 def test_resolve_finetune_passes_model_folders_and_refuses_others(tiny_dir: Path, tmp_path: Path) -> None:  # noqa: F811
     assert resolve_finetune(str(tiny_dir)) == tiny_dir
-    with pytest.raises(FileNotFoundError, match="neither warm, cold nor a model folder"):
+    with pytest.raises(FileNotFoundError, match="neither a shipped fine-tune .warm, cold, warm-epoch2, cold-epoch2. "
+                                                "nor a model folder"):
         resolve_finetune(str(tmp_path / "nowhere"))
 
 

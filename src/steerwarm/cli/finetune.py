@@ -52,13 +52,13 @@ def train_command(
 
 @app.command("ship")
 def ship_command(
-    variant: Annotated[str, typer.Argument(help="warm or cold.")],
+    variant: Annotated[str, typer.Argument(help="warm or cold (the run's variant).")],
     run: Annotated[Path | None, typer.Option(help="Training run folder (default: the default run of VARIANT).")]
     = None,
     epoch: Annotated[float, typer.Option(help="Checkpoint (fractional epoch) whose adapter to ship.")] = 2.0,
 ) -> None:
-    """Copy a LoRA checkpoint's adapter and card into vectors/finetunes/VARIANT/ (with the merged model's
-    fingerprint)."""
+    """Copy a LoRA checkpoint's adapter and card into vectors/finetunes/NAME/ (with the merged model's
+    fingerprint): NAME is VARIANT at epoch 1, VARIANT-epoch2 at epoch 2."""
     from steerwarm.finetune.shipped import ShippedFinetuneError, ship
     from steerwarm.finetune.train import TrainConfig, default_run_dir
 
@@ -67,12 +67,13 @@ def ship_command(
     except (ShippedFinetuneError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    typer.echo(f"shipped {variant} epoch {epoch:g} -> {dest}")
+    typer.echo(f"shipped {variant} epoch {epoch:g} as {dest.name} -> {dest}")
 
 
 @app.command("prepare")
 def prepare_command(
-    variants: Annotated[list[str] | None, typer.Argument(help="warm and/or cold (default: both).")] = None,
+    variants: Annotated[list[str] | None, typer.Argument(
+        help="Shipped names: warm, cold, warm-epoch2, cold-epoch2 (default: all).")] = None,
 ) -> None:
     """Merge the shipped adapters into the base model (once; verified by fingerprint) and print the folders."""
     from steerwarm.finetune.shipped import VARIANTS, ShippedFinetuneError, materialize

@@ -1,8 +1,10 @@
 """Shipped fine-tunes: the warm and cold LoRA adapters of the default model, kept in git, and merged on demand.
 
-A fresh clone reproduces the fine-tuned models without training: `vectors/finetunes/{variant}/` holds the final
+A fresh clone reproduces the fine-tuned models without training: `vectors/finetunes/{name}/` holds one checkpoint's
 LoRA adapter of `steerwarm finetune train --variant {variant}` (adapter_config.json, adapter_model.safetensors) with
-its training card (card.json, card.md, loss.png) and the fingerprint of the merged model it produced.
+its training card (card.json, card.md, loss.png) and the fingerprint of the merged model it produced. The shipped
+names (`SHIPPED`): `warm` and `cold` are epoch 1 (the dial's calibration reference), `warm-epoch2` and `cold-epoch2`
+epoch 2 of the same runs (the paper's main comparison point); `shipped_name(variant, epoch)` is the one naming rule.
 
 Invariants:
 - `ship` copies an adapter's weights from a training run unchanged (fp32, byte for byte), its config with the base
@@ -11,7 +13,9 @@ Invariants:
   `$STEERWARM_HOME/finetunes/shipped/{variant}-{adapter hash}`, written to a temporary folder and renamed only after
   the merged model's fingerprint equals the one recorded at shipping time; a later call reuses the folder. A
   changed adapter file has another hash, so it never reuses a stale merge.
-- `resolve_finetune` names one model folder: "warm" and "cold" are the shipped fine-tunes, anything else must be an
+- A shipped folder's card names the variant and epoch its name says (`ship` refuses anything else), so `warm-epoch2`
+  is always the warm run's epoch-2 checkpoint.
+- `resolve_finetune` names one model folder: a name in `VARIANTS` is a shipped fine-tune, anything else must be an
   existing model folder (a training checkpoint such as `.../epoch-2`).
 """
 
@@ -26,7 +30,10 @@ from typing import Any
 from steerwarm.model.load import file_sha256
 from steerwarm.paths import shipped_finetunes, steerwarm_home
 
-VARIANTS = ("warm", "cold")
+# shipped name -> (training variant, epoch of its checkpoint)
+SHIPPED: dict[str, tuple[str, float]] = {"warm": ("warm", 1.0), "cold": ("cold", 1.0),
+                                         "warm-epoch2": ("warm", 2.0), "cold-epoch2": ("cold", 2.0)}
+VARIANTS = tuple(SHIPPED)
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
@@ -34,10 +41,20 @@ class ShippedFinetuneError(FileNotFoundError):
     pass
 
 
-def shipped_dir(variant: str, root: Path | None = None) -> Path:
-    if variant not in VARIANTS:
-        raise ValueError(f"shipped fine-tunes are {VARIANTS}, got {variant!r}")
-    return (root or shipped_finetunes()) / variant
+def shipped_name(variant: str, epoch: float) -> str:
+    """The shipped name of checkpoint `epoch` of the `variant` run: the bare variant at epoch 1, else
+    `{variant}-epoch{epoch}`; refused unless it is one of `VARIANTS`."""
+    name = variant if epoch == 1 else f"{variant}-epoch{epoch:g}"
+    if SHIPPED.get(name) != (variant, epoch):
+        shipped = ", ".join(f"{n} ({v} epoch {e:g})" for n, (v, e) in SHIPPED.items())
+        raise ValueError(f"{variant} epoch {epoch:g} has no shipped name; shipped fine-tunes are {shipped}")
+    return name
+
+
+def shipped_dir(name: str, root: Path | None = None) -> Path:
+    if name not in VARIANTS:
+        raise ValueError(f"shipped fine-tunes are {', '.join(VARIANTS)}, got {name!r}")
+    return (root or shipped_finetunes()) / name
 
 
 def read_card(folder: Path) -> dict[str, Any]:
@@ -49,7 +66,8 @@ def read_card(folder: Path) -> dict[str, Any]:
 
 
 def ship(run_dir: Path, epoch: float, variant: str, dest_root: Path | None = None) -> Path:
-    """Copy the LoRA adapter of checkpoint `epoch` of a training run, with its card, into the shipped folder."""
+    """Copy the LoRA adapter of checkpoint `epoch` of a training run, with its card, into the shipped folder
+    `shipped_name(variant, epoch)`."""
     from steerwarm.finetune.train import card_markdown
     from steerwarm.model.load import fingerprint, load
 
@@ -62,7 +80,7 @@ def ship(run_dir: Path, epoch: float, variant: str, dest_root: Path | None = Non
     card = read_card(merged)
     if card.get("variant") != variant or card.get("method") != "lora":
         raise ValueError(f"{merged} is a {card.get('variant')}/{card.get('method')} checkpoint, not {variant}/lora")
-    dest = shipped_dir(variant, dest_root)
+    dest = shipped_dir(shipped_name(variant, epoch), dest_root)
     tmp = dest.with_name(f".{dest.name}-tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -81,22 +99,27 @@ def ship(run_dir: Path, epoch: float, variant: str, dest_root: Path | None = Non
     return dest
 
 
-def materialize(variant: str, root: Path | None = None) -> Path:
+def materialize(name: str, root: Path | None = None) -> Path:
     """The merged model folder of a shipped fine-tune, built and verified on first use (see invariants)."""
     from steerwarm.finetune.train import merge_adapter
     from steerwarm.model.load import fingerprint, load
 
-    src = shipped_dir(variant, root)
-    for name in ADAPTER_FILES:
-        if not (src / name).is_file():
+    src = shipped_dir(name, root)
+    variant, epoch = SHIPPED[name]
+    for file in ADAPTER_FILES:
+        if not (src / file).is_file():
             raise ShippedFinetuneError(
-                f"no shipped {variant} fine-tune at {src} ({name} missing): train one with "
-                f"`steerwarm finetune train --variant {variant}` and ship it with `steerwarm finetune ship`")
+                f"no shipped {name} fine-tune at {src} ({file} missing): train one with `steerwarm finetune train "
+                f"--variant {variant} --epochs 2 --checkpoints 0.5,1,2` and ship it with `steerwarm finetune ship "
+                f"{variant} --epoch {epoch:g}`")
     card = read_card(src)
+    if (card.get("variant"), card.get("epoch")) != (variant, epoch):
+        raise ValueError(f"{src}/card.json is {card.get('variant')} epoch {card.get('epoch')}, but {name} is "
+                         f"{variant} epoch {epoch:g}")
     digest = file_sha256(src / "adapter_model.safetensors")
     if card.get("adapter_sha256") not in (None, digest):
         raise ValueError(f"{src}/adapter_model.safetensors does not match the sha256 in its card")
-    out = steerwarm_home() / "finetunes" / "shipped" / f"{variant}-{digest[:12]}"
+    out = steerwarm_home() / "finetunes" / "shipped" / f"{name}-{digest[:12]}"
     if (out / "config.json").is_file():
         return out
     base = load(str(card.get("base_model", "smollm2-135m")))
@@ -116,10 +139,11 @@ def materialize(variant: str, root: Path | None = None) -> Path:
 
 
 def resolve_finetune(spec: str) -> Path:
-    """"warm"/"cold" -> the shipped fine-tune's merged folder; otherwise an existing model folder."""
+    """A shipped name (`VARIANTS`) -> the shipped fine-tune's merged folder; otherwise an existing model folder."""
     if spec in VARIANTS:
         return materialize(spec)
     path = Path(spec).expanduser()
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{spec!r} is neither warm, cold nor a model folder (no config.json there)")
+        raise FileNotFoundError(f"{spec!r} is neither a shipped fine-tune ({', '.join(VARIANTS)}) nor a model folder "
+                                "(no config.json there)")
     return path
