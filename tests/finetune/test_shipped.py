@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -97,14 +98,14 @@ def test_ship_at_epoch_2_goes_beside_epoch_1_and_a_mislabelled_card_is_refused(
     (shipped_dir("cold-epoch2", root)).mkdir()
     for name in ("adapter_config.json", "adapter_model.safetensors", "card.json"):
         (shipped_dir("cold-epoch2", root) / name).write_bytes((root / "warm" / name).read_bytes())
-    with pytest.raises(ValueError, match="warm epoch 1.0, but cold-epoch2 is cold epoch 2"):
+    with pytest.raises(ValueError, match=re.escape("warm epoch 1.0, but cold-epoch2 is cold epoch 2")):
         materialize("cold-epoch2", root=root)
 
 
 def test_resolve_finetune_passes_model_folders_and_refuses_others(tiny_dir: Path, tmp_path: Path) -> None:  # noqa: F811
     assert resolve_finetune(str(tiny_dir)) == tiny_dir
-    with pytest.raises(FileNotFoundError, match="neither a shipped fine-tune .warm, cold, warm-epoch2, cold-epoch2. "
-                                                "nor a model folder"):
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            "neither a shipped fine-tune (warm, cold, warm-epoch2, cold-epoch2) nor a model folder")):
         resolve_finetune(str(tmp_path / "nowhere"))
 
 
