@@ -7,6 +7,12 @@ prompt_disinfo, medqa by the original vignette (5-option file). We score every o
 (and the LLM judge when an endpoint is given) and report, per scorer and task, agreement and Cohen's kappa with the
 authors' labels on the rows that neither side calls a refusal, plus how refusals line up.
 
+Honest validation: the labelled items are split once into a development half and a held-out half by a fixed rule
+(`split_half`: per task, the items ranked by a seeded hash of their id, alternate ranks to each half; every row of an
+item falls in its item's half, so a question seen while developing the matcher is never in the held-out half). The
+report gives agreement and kappa on development, held-out and all rows, each kappa with a 95% percentile interval
+of a seeded bootstrap over items (rows of one item are resampled together).
+
 Invariants: read-only on the shared data, and the written report quotes none of it (disagreements are listed by
 file and row); the report is a pure function of the sample files and the scorers; a row that cannot be joined to
 its item is counted as unjoined, never guessed.
@@ -16,13 +22,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from steerwarm.bench.items import Item, load_items
 from steerwarm.bench.judge import Judge
 from steerwarm.bench.scoring import Verdict, matcher_verdict
+from steerwarm.bench.seeding import stable_int
 from steerwarm.bench.stats import cohen_kappa, wilson
 from steerwarm.paths import shared_data
 
@@ -39,6 +48,48 @@ class LabelledRow:
     output: str
     label_correct: bool
     label_refusal: bool | None
+    half: str = ""  # "dev" or "held-out" (split_half); "" before the split
+
+
+HALVES = ("dev", "held-out")
+SPLIT_SEED = "validate-judge-split"
+BOOTSTRAP = 2000
+
+
+def split_half(rows: Sequence[LabelledRow]) -> list[LabelledRow]:
+    """The rows with `half` set: per task, items ranked by stable_int(SPLIT_SEED, task, item_id), even ranks dev."""
+    ids: dict[str, set[str]] = {}
+    for r in rows:
+        ids.setdefault(r.task, set()).add(r.item.item_id)
+    dev = {(task, i) for task, s in ids.items()
+           for i in sorted(s, key=lambda i: (stable_int(SPLIT_SEED, task, i), i))[0::2]}
+    return [replace(r, half=HALVES[0] if (r.task, r.item.item_id) in dev else HALVES[1]) for r in rows]
+
+
+def kappa_interval(ours: Sequence[bool], theirs: Sequence[bool], clusters: Sequence[str], seed: str,
+                   n_boot: int = BOOTSTRAP) -> tuple[float, float]:
+    """95% percentile interval of Cohen's kappa (two labels) from a seeded bootstrap over clusters (items)."""
+    if not ours:
+        return (float("nan"), float("nan"))
+    keys = sorted(set(clusters))
+    index = {k: j for j, k in enumerate(keys)}
+    counts = np.zeros((len(keys), 4))  # per cluster: both correct, ours only, theirs only, both incorrect
+    for a, b, c in zip(ours, theirs, clusters, strict=True):
+        counts[index[c], (0 if a else 2) + (0 if b else 1)] += 1
+    rng = np.random.default_rng(stable_int("validate-judge-kappa", seed))
+    draws = rng.multinomial(len(keys), np.full(len(keys), 1 / len(keys)), size=n_boot)
+    tot = draws @ counts
+    n = tot.sum(axis=1)
+    po = (tot[:, 0] + tot[:, 3]) / n
+    p_ours, p_theirs = (tot[:, 0] + tot[:, 1]) / n, (tot[:, 0] + tot[:, 2]) / n
+    pe = p_ours * p_theirs + (1 - p_ours) * (1 - p_theirs)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kappa = np.where(pe < 1, (po - pe) / (1 - pe), np.where(po == 1, 1.0, np.nan))
+    kappa = kappa[~np.isnan(kappa)]
+    if kappa.size == 0:
+        return (float("nan"), float("nan"))
+    lo, hi = np.percentile(kappa, [2.5, 97.5])
+    return (float(lo), float(hi))
 
 
 def _clean_output(text: str) -> str:
@@ -88,21 +139,23 @@ def load_labelled(shared: Path | None = None) -> tuple[list[LabelledRow], int]:
             rows.append(LabelledRow(f"{model}/{variant}/{path.name}", row, model, variant, task, item,
                                     str(r.get("prompt", "")), _clean_output(str(r["output"])),
                                     str(r["evaluation"]).upper() == "CORRECT", None if ref == "" else str(ref) == "1"))
-    return rows, unjoined
+    return split_half(rows), unjoined
 
 
 def agreement(rows: Sequence[LabelledRow], verdicts: Sequence[Verdict]) -> dict[str, Any]:
-    """Agreement and kappa on rows neither side calls a refusal; refusal cross-tab; per task."""
+    """Agreement and kappa (with its bootstrap interval) on rows neither side calls a refusal, overall and per task,
+    on all rows and on each half; refusal cross-tab."""
 
-    def block(idx: list[int]) -> dict[str, Any]:
+    def block(idx: list[int], scope: str) -> dict[str, Any]:
         ours = [verdicts[i].verdict == "correct" for i in idx]
         theirs = [rows[i].label_correct for i in idx]
         n = len(idx)
         agree = sum(a == b for a, b in zip(ours, theirs, strict=True))
         lo, hi = wilson(agree, n)
         kappa = cohen_kappa(ours, theirs) if n else float("nan")
+        k_lo, k_hi = kappa_interval(ours, theirs, [f"{rows[i].task}/{rows[i].item.item_id}" for i in idx], scope)
         return {"n": n, "agree": agree, "agreement": agree / n if n else float("nan"), "agreement_ci": [lo, hi],
-                "kappa": kappa,
+                "kappa": kappa, "kappa_ci": [k_lo, k_hi],
                 "confusion": {"both_correct": sum(a and b for a, b in zip(ours, theirs, strict=True)),
                               "both_incorrect": sum(not a and not b for a, b in zip(ours, theirs, strict=True)),
                               "ours_correct_theirs_incorrect": sum(a and not b for a, b in zip(ours, theirs,
@@ -112,9 +165,14 @@ def agreement(rows: Sequence[LabelledRow], verdicts: Sequence[Verdict]) -> dict[
 
     scored = [i for i, (r, v) in enumerate(zip(rows, verdicts, strict=True))
               if v.verdict != "refusal" and not r.label_refusal]
-    out: dict[str, Any] = {"overall": block(scored), "per_task": {}}
-    for task in sorted({r.task for r in rows}):
-        out["per_task"][task] = block([i for i in scored if rows[i].task == task])
+    tasks = sorted({r.task for r in rows})
+    out: dict[str, Any] = {"overall": block(scored, "all"), "per_task": {}, "halves": {}}
+    for task in tasks:
+        out["per_task"][task] = block([i for i in scored if rows[i].task == task], f"all/{task}")
+    for half in HALVES:
+        part = [i for i in scored if rows[i].half == half]
+        out["halves"][half] = {"overall": block(part, half), "per_task": {
+            task: block([i for i in part if rows[i].task == task], f"{half}/{task}") for task in tasks}}
     flagged = [i for i, r in enumerate(rows) if r.label_refusal is not None]
     out["refusals"] = {
         "rows_with_author_flag": len(flagged),
@@ -132,7 +190,7 @@ def validate(shared: Path | None = None, judge: Judge | None = None) -> dict[str
     matcher = [matcher_verdict(r.item, r.output) for r in rows]
     report["scorers"]["matcher"] = agreement(rows, matcher)
     # where the matcher and the authors disagree, by file and row (the shared data is referenced, never copied)
-    disagreements = [{"file": r.file, "row": r.row, "task": r.task,
+    disagreements = [{"file": r.file, "row": r.row, "task": r.task, "half": r.half,
                       "label": "CORRECT" if r.label_correct else "INCORRECT", "ours": v.verdict,
                       "rule": v.reason.split(":")[0].split(";")[-1].strip()}
                      for r, v in zip(rows, matcher, strict=True)
@@ -148,12 +206,22 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines = ["# Scorer validation against the authors' GPT-4o labels", "",
              f"Labelled rows: {report['rows']} (unjoined: {report['unjoined']}), from "
              "../shared/data/warm_ai_2025/sample_data (2 models x original/warm x 4 tasks).",
-             "Agreement and Cohen's kappa on rows that neither side calls a refusal.", ""]
+             "Agreement and Cohen's kappa on rows that neither side calls a refusal. Halves: the items split once by a "
+             f"seeded hash of their id ({SPLIT_SEED!r}; per task, alternate hash ranks); the matcher's rules were "
+             "developed on the dev half only, the held-out half checks them. Kappa intervals: 95% percentile, "
+             f"bootstrap over items ({BOOTSTRAP} resamples, seeded).", ""]
     for name, res in report["scorers"].items():
-        lines += [f"## {name}", "", "| task | n | agreement | 95% CI | kappa |", "|---|---|---|---|---|"]
-        for task, b in [("all", res["overall"]), *res["per_task"].items()]:
+        lines += [f"## {name}", "", "| task | rows | n | agreement | agreement 95% CI | kappa | kappa 95% CI |",
+                  "|---|---|---|---|---|---|---|"]
+        blocks = [("all", "all", res["overall"]), *[("all", h, res["halves"][h]["overall"]) for h in HALVES]]
+        for task in res["per_task"]:
+            blocks += [(task, "all", res["per_task"][task]),
+                       *[(task, h, res["halves"][h]["per_task"][task]) for h in HALVES]]
+        for task, half, b in blocks:
             lo, hi = b["agreement_ci"]
-            lines.append(f"| {task} | {b['n']} | {b['agreement']:.3f} | {lo:.3f}-{hi:.3f} | {b['kappa']:.3f} |")
+            k_lo, k_hi = b["kappa_ci"]
+            lines.append(f"| {task} | {half} | {b['n']} | {b['agreement']:.3f} | {lo:.3f}-{hi:.3f} | "
+                         f"{b['kappa']:.3f} | {k_lo:.3f}-{k_hi:.3f} |")
         r = res["refusals"]
         lines += ["", f"Refusals: {r['ours_total']} flagged by us; of {r['rows_with_author_flag']} rows with the "
                       f"authors' flag, both {r['both']}, authors only {r['authors_only']}, ours only "
