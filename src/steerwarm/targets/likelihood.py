@@ -410,12 +410,14 @@ def _score(loaded: LoadedModel, pairs: Sequence[tuple[_Reply, _Reply]], specs_fo
     return [(scores[2 * i], scores[2 * i + 1]) for i in range(len(pairs))]
 
 
-def continuation(loaded: LoadedModel, prompt_text: str, user: str, reply: str) -> str:
+def continuation(loaded: LoadedModel, prompt_text: str, user: str, reply: str, system: str | None = None) -> str:
     """The text that follows the chat prompt when the assistant says `reply`: the reply and its end-of-turn marker
-    as the chat template writes them (trailing whitespace after the marker dropped)."""
+    as the chat template writes them (trailing whitespace after the marker dropped). `system`: the conversation's
+    system message, as in `pair_texts`."""
     from steerwarm.model.chat import chat_text
+    from steerwarm.targets.prompt import user_turn
 
-    full = chat_text(loaded, [{"role": "user", "content": user}, {"role": "assistant", "content": reply}],
+    full = chat_text(loaded, [*user_turn(user, system), {"role": "assistant", "content": reply}],
                      add_generation_prompt=False)
     if not full.startswith(prompt_text):
         raise ValueError("the chat template does not extend the generation prompt with the assistant turn; "
@@ -423,25 +425,30 @@ def continuation(loaded: LoadedModel, prompt_text: str, user: str, reply: str) -
     return full[len(prompt_text):].rstrip()
 
 
-def pair_texts(loaded: LoadedModel, user: str, pair: tuple[str, str]) -> tuple[str, tuple[str, str], int]:
-    """(chat prompt, (correct continuation, wrong continuation), start of the scored span in the continuations)."""
+def pair_texts(loaded: LoadedModel, user: str, pair: tuple[str, str], system: str | None = None
+               ) -> tuple[str, tuple[str, str], int]:
+    """(chat prompt, (correct continuation, wrong continuation), start of the scored span in the continuations).
+    `system`: a system message to open the conversation with (a prompt target's, `targets.prompt.system_message`);
+    None leaves the template's default."""
     from steerwarm.model.chat import chat_text
+    from steerwarm.targets.prompt import user_turn
 
-    prompt = chat_text(loaded, [{"role": "user", "content": user}])
+    prompt = chat_text(loaded, user_turn(user, system))
     right, wrong = pair
-    conts = (continuation(loaded, prompt, user, right), continuation(loaded, prompt, user, wrong))
+    conts = (continuation(loaded, prompt, user, right, system), continuation(loaded, prompt, user, wrong, system))
     return prompt, conts, divergence_start(*conts)
 
 
 def score_pairs(loaded: LoadedModel, users: Sequence[str], pairs: Sequence[tuple[str, str]],
                 specs_for: SpecsFor | None = None,
-                prefix_memo: dict[tuple[int, ...], Any] | None = None) -> list[PairScore]:
+                prefix_memo: dict[tuple[int, ...], Any] | None = None, system: str | None = None
+                ) -> list[PairScore]:
     """Likelihood-mode scores for a batch of conditioned user messages, one (correct, wrong) reply pair each.
     `prefix_memo` (owned by a caller whose model and steering never change, e.g. a target) keeps the shared chat
-    prefix's cache across batches."""
+    prefix's cache across batches. `system`: the system message of every conversation (see `pair_texts`)."""
     if not users:
         return []
-    texts = [pair_texts(loaded, u, pair) for u, pair in zip(users, pairs, strict=True)]
+    texts = [pair_texts(loaded, u, pair, system) for u, pair in zip(users, pairs, strict=True)]
     encoded = _encode(loaded, [t[0] for t in texts], [t[1] for t in texts], [t[2] for t in texts])
     return [PairScore(a, b) for a, b in _score(loaded, encoded, specs_for, prefix_memo)]
 
