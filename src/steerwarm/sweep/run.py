@@ -610,15 +610,7 @@ def point_line(r: PointResult) -> str:
 
 
 def _check_reference(spec: str) -> None:
-    """Reject a reference no target parser would accept, before hours of dial points run."""
-    s = spec.strip()
-    if s == "base" or s.startswith(("http://", "https://", "warmth=")):
-        return
-    if s.startswith("finetune="):
-        if s.split("=", 1)[1] not in ("warm", "cold"):
-            raise ValueError(f"--reference {spec!r}: finetune=V needs warm or cold")
-        return
-    if Path(s).expanduser().is_dir():
-        return
-    raise ValueError(f"--reference {spec!r}: use base, finetune=warm, finetune=cold, warmth=W, a model folder or "
-                     "http://HOST:PORT/v1#MODEL")
+    """Reject a reference no target parser would accept, before hours of dial points run (the registry's rule)."""
+    from steerwarm.targets.registry import check_target_spec
+
+    check_target_spec(spec, "--reference")

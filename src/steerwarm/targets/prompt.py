@@ -70,7 +70,7 @@ def load_prompt(value: str) -> SystemPrompt:
         raise ValueError(f"prompt= names no prompt: {usage}")
     path = Path(value).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"prompt={value}: no such file; {usage}")
+        raise ValueError(f"prompt={value}: no such file; {usage}")
     try:
         text = path.read_text(encoding="utf-8").strip()
     except UnicodeDecodeError as exc:
