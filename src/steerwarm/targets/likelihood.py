@@ -50,6 +50,8 @@ if TYPE_CHECKING:
     from steerwarm.steer.hooks import SteerSpec
 
 SpecsFor = Callable[[int], "list[SteerSpec]"]
+# steering specs for the rows of one forward pass, given each row's stream (score_pairs_forked)
+RowSpecs = Callable[[Sequence[int]], "list[SteerSpec]"]
 MIN_SHARED_PREFIX = 8  # tokens; below this a batch's common prefix is not worth a cached pass of its own
 PREFIX_MEMO_SIZE = 8  # distinct shared prefixes kept per target
 # Masked attention does a flop at about half the speed of the decoder's matrix products (measured on this CPU:
@@ -261,10 +263,27 @@ def _layout(units: Sequence[Sequence[Sequence[int]]], prefix_len: int, weight: f
     return best[1]
 
 
-def _steering(model: torch.nn.Module, specs_for: SpecsFor | None, n: int) -> Any:
+def _one_stream(specs_for: SpecsFor | None) -> RowSpecs | None:
+    """A single stream's steering as row specs: specs_for(number of rows)."""
+    if specs_for is None:
+        return None
+
+    def rows(streams: Sequence[int]) -> list[SteerSpec]:
+        return specs_for(len(streams))
+
+    return rows
+
+
+def _steering(model: torch.nn.Module, row_specs: RowSpecs | None, streams: Sequence[int]) -> Any:
     from steerwarm.steer.hooks import steer
 
-    return steer(model, specs_for(n)) if specs_for is not None else nullcontext()
+    return steer(model, row_specs(streams)) if row_specs is not None else nullcontext()
+
+
+def _forking(model: torch.nn.Module, fork_at: int | None, n_streams: int) -> Any:
+    from steerwarm.steer.fork import fork_rows
+
+    return fork_rows(model, fork_at, n_streams) if fork_at is not None else nullcontext()
 
 
 def _forward(model: torch.nn.Module, **kwargs: Any) -> Any:
@@ -291,9 +310,10 @@ def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
     return n
 
 
-def _prefix_cache(model: torch.nn.Module, prefix: list[int], specs_for: SpecsFor | None,
-                  memo: dict[tuple[int, ...], Any] | None) -> Any:
-    """Key/value cache of a token prefix (batch 1), computed once per distinct prefix when a memo is given."""
+def _prefix_cache(model: torch.nn.Module, prefix: list[int], row_specs: RowSpecs | None, n_streams: int,
+                  fork_at: int | None, memo: dict[tuple[int, ...], Any] | None) -> Any:
+    """Key/value cache of a token prefix (batch 1; with streams, one row per stream above the fork layer), computed
+    once per distinct prefix when a memo is given (a memo serves one steering configuration)."""
     import copy
 
     import torch
@@ -306,7 +326,7 @@ def _prefix_cache(model: torch.nn.Module, prefix: list[int], specs_for: SpecsFor
     k, dev = len(prefix), input_device(model)
     # a cache without the model's config keeps every key, also on sliding-window layers (the model's own would keep
     # only the last `window`): the tree masks address prefix keys by position and apply the window themselves
-    with _steering(model, specs_for, 1):
+    with _forking(model, fork_at, n_streams), _steering(model, row_specs, range(n_streams)):
         out = _forward(model, input_ids=torch.tensor([prefix], device=dev),
                        attention_mask=torch.ones((1, k), dtype=torch.long, device=dev),
                        position_ids=torch.arange(k, device=dev)[None, :], past_key_values=DynamicCache(),
@@ -347,9 +367,24 @@ def _tree_inputs(trees: Sequence[_Tree], prefix_len: int, pad: int
 def _score(loaded: LoadedModel, pairs: Sequence[tuple[_Reply, _Reply]], specs_for: SpecsFor | None,
            prefix_memo: dict[tuple[int, ...], Any] | None) -> list[tuple[ReplyScore, ReplyScore]]:
     """Score a batch of reply pairs in one forward pass over prefix trees (see the module doc)."""
+    return _score_streams(loaded, pairs, 1, _one_stream(specs_for), prefix_memo)[0]
+
+
+def _score_streams(loaded: LoadedModel, pairs: Sequence[tuple[_Reply, _Reply]], n_streams: int,
+                   row_specs: RowSpecs | None, prefix_memo: dict[tuple[int, ...], Any] | None
+                   ) -> list[list[tuple[ReplyScore, ReplyScore]]]:
+    """Score a batch of reply pairs under each of `n_streams` steering streams in one forward pass over prefix
+    trees, forked at the first steered layer (see the module doc); one list of scores per stream."""
     import torch
 
     model = loaded.model
+    fork_at: int | None = None
+    if n_streams > 1:
+        from steerwarm.steer.fork import first_steered_layer
+
+        fork_at = first_steered_layer(row_specs(range(n_streams))) if row_specs is not None else None
+        if fork_at is None:  # no stream steers anything: every stream is the unsteered model
+            return _score_streams(loaded, pairs, 1, None, prefix_memo) * n_streams
     impl = getattr(getattr(model, "config", None), "_attn_implementation", None) or "eager"
     if impl not in ("sdpa", "eager"):
         raise ValueError(f"likelihood scoring packs prompts into prefix trees with a custom 4-D attention mask, "
@@ -389,11 +424,15 @@ def _score(loaded: LoadedModel, pairs: Sequence[tuple[_Reply, _Reply]], specs_fo
     with torch.inference_mode():
         cache = None
         if k:
-            cache = _prefix_cache(model, fed[0][:k], specs_for, prefix_memo)
+            cache = _prefix_cache(model, fed[0][:k], row_specs, n_streams, fork_at, prefix_memo)
             cache.batch_repeat_interleave(len(trees))
         kwargs = {"input_ids": ids.to(dev), "attention_mask": mask, "position_ids": pos.to(dev),
                   "past_key_values": cache, "use_cache": cache is not None}
-        with _steering(model, specs_for, len(trees)):
+        # stream s's copy of tree row r is row s * len(trees) + r (steer.fork)
+        streams = [s for s in range(n_streams) for _ in trees]
+        rows = torch.cat([rows + s * len(trees) for s in range(n_streams)])
+        nodes = nodes.repeat(n_streams)
+        with _forking(model, fork_at, n_streams), _steering(model, row_specs, streams):
             if decoder is not None and isinstance(head, torch.nn.Linear):
                 hidden = decoder(**kwargs).last_hidden_state
                 logits = head(hidden[rows.to(hidden.device), nodes.to(hidden.device)])
@@ -402,12 +441,16 @@ def _score(loaded: LoadedModel, pairs: Sequence[tuple[_Reply, _Reply]], specs_fo
                 logits = full[rows.to(full.device), nodes.to(full.device)]
         index = torch.tensor([at for p in picks for at, _ in p], device=logits.device)
         targets = torch.tensor([tok for p in picks for _, tok in p], device=logits.device)
-        lps = _token_logprobs(logits[index], targets).tolist()
-    scores, at = [], 0
-    for p in picks:
-        scores.append(ReplyScore(float(sum(lps[at: at + len(p)])), len(p)))
-        at += len(p)
-    return [(scores[2 * i], scores[2 * i + 1]) for i in range(len(pairs))]
+        index = torch.cat([index + s * len(where) for s in range(n_streams)])
+        lps = _token_logprobs(logits[index], targets.repeat(n_streams)).tolist()
+    out, at = [], 0
+    for _ in range(n_streams):
+        scores = []
+        for p in picks:
+            scores.append(ReplyScore(float(sum(lps[at: at + len(p)])), len(p)))
+            at += len(p)
+        out.append([(scores[2 * i], scores[2 * i + 1]) for i in range(len(pairs))])
+    return out
 
 
 def continuation(loaded: LoadedModel, prompt_text: str, user: str, reply: str, system: str | None = None) -> str:
@@ -451,6 +494,24 @@ def score_pairs(loaded: LoadedModel, users: Sequence[str], pairs: Sequence[tuple
     texts = [pair_texts(loaded, u, pair, system) for u, pair in zip(users, pairs, strict=True)]
     encoded = _encode(loaded, [t[0] for t in texts], [t[1] for t in texts], [t[2] for t in texts])
     return [PairScore(a, b) for a, b in _score(loaded, encoded, specs_for, prefix_memo)]
+
+
+def score_pairs_forked(loaded: LoadedModel, users: Sequence[str], pairs: Sequence[tuple[str, str]], n_streams: int,
+                       row_specs: RowSpecs | None,
+                       prefix_memo: dict[tuple[int, ...], Any] | None = None) -> list[list[PairScore]]:
+    """`score_pairs` under `n_streams` steering streams at once: `row_specs(streams)` gives the steering of a pass
+    whose row i belongs to stream streams[i] (e.g. the dial with one warmth per stream). The layers below the first
+    steered layer run once for all streams (`steer.fork`); result[s] is what `score_pairs` with stream s's steering
+    alone gives (equal to float rounding: only the batch size of the layers above the fork differs). A
+    `prefix_memo` serves one (streams, steering) configuration."""
+    if n_streams < 1:
+        raise ValueError(f"need at least one stream, got {n_streams}")
+    if not users:
+        return [[] for _ in range(n_streams)]
+    texts = [pair_texts(loaded, u, pair) for u, pair in zip(users, pairs, strict=True)]
+    encoded = _encode(loaded, [t[0] for t in texts], [t[1] for t in texts], [t[2] for t in texts])
+    return [[PairScore(a, b) for a, b in scores]
+            for scores in _score_streams(loaded, encoded, n_streams, row_specs, prefix_memo)]
 
 
 def score_from_token_logprobs(offsets: Sequence[int], logprobs: Sequence[float | None], span_start: int
