@@ -1,9 +1,11 @@
 """Compare how warm several targets answer the corpus's validation prompts, and what it costs in coherence.
 
-For each target (anything `steerwarm bench` accepts: base, warmth=W, finetune=warm|cold, a model folder, an
-endpoint), answer every validation prompt (first user turn, greedy, the same token budget for all), then score each
-answer with SocioT (base model as scorer), p_warm, and the base model's mean negative log-likelihood of the answer
-given the prompt (a coherence cost: steering that breaks text raises it).
+For each target (anything `steerwarm bench` accepts: base, warmth=W, finetune=V, prompt=warm|cold|FILE, a model
+folder, an endpoint), answer every validation prompt (first user turn, greedy, the same token budget for all), then
+score each answer with SocioT (base model as scorer), p_warm, and the base model's mean negative log-likelihood of
+the answer given the prompt (a coherence cost: steering that breaks text raises it). When the comparison holds at
+least two dial targets (`base` is warmth 0, `warmth=W`), every other target is placed on the dial scale by its mean
+p_warm (`meter.placement`: the matched dial position, or why there is none), in summary.md.
 
 Invariants:
 - Every target answers the same prompts in the same order with the same settings; answers are appended to
@@ -16,9 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from steerwarm.corpus.validation import validation_prompts
 from steerwarm.meter.classifier import WarmthClassifier
+from steerwarm.meter.placement import DialMatch, dial_match
 from steerwarm.meter.sociot import socio_t
 from steerwarm.meter.summary import Summary, summarize
 from steerwarm.model.chat import chat_text
@@ -26,16 +30,34 @@ from steerwarm.model.load import LoadedModel
 from steerwarm.model.logprobs import mean_logprob
 from steerwarm.records import append_records, read_records
 
-if TYPE_CHECKING:
-    pass
-from steerwarm.corpus.validation import validation_prompts
-
 
 def base_nll(scorer: LoadedModel, prompts: Sequence[str], answers: Sequence[str]) -> list[float]:
     """Mean per-token negative log-likelihood of each answer after its chat-templated prompt, under `scorer`."""
     prefixes = [chat_text(scorer, [{"role": "user", "content": p}]) for p in prompts]
     safe = [a if a.strip() else "." for a in answers]
     return [-x for x in mean_logprob(scorer, prefixes, safe)]
+
+
+def dial_warmth(spec: str) -> float | None:
+    """The dial value a target spec names: 0 for `base`, W for `warmth=W`, None for any other target."""
+    s = spec.strip()
+    if s == "base":
+        return 0.0
+    if s.startswith("warmth="):
+        try:
+            return float(s.split("=", 1)[1])
+        except ValueError:
+            return None
+    return None
+
+
+def placements(table: dict[str, dict[str, Summary]]) -> dict[str, DialMatch]:
+    """Each non-dial target's matched dial position by mean p_warm, against the dial targets of the same table
+    (empty when it has fewer than two dial targets)."""
+    curve = [(w, t["p_warm"].mean) for spec, t in table.items() if (w := dial_warmth(spec)) is not None]
+    if len(curve) < 2:
+        return {}
+    return {spec: dial_match(curve, t["p_warm"].mean) for spec, t in table.items() if dial_warmth(spec) is None}
 
 
 def score_rows(rows: list[dict[str, Any]], scorer: LoadedModel, clf: WarmthClassifier) -> None:
@@ -79,11 +101,21 @@ def compare(targets: Sequence[str], out_dir: Path, *, limit: int | None = None, 
             done.update(((spec, r["id"]), r) for r in rows)
     table = {spec: {m: summarize([done[(spec, p.id)][m] for p in prompts]) for m in ("socio_t", "p_warm", "base_nll")}
              for spec in targets}
-    lines = ["| target | SocioT | p_warm | base NLL (coherence) | n |", "|---|---|---|---|---|"]
+    placed = placements(table)
+    lines = ["| target | SocioT | p_warm | base NLL (coherence) | n |" + (" matched dial |" if placed else ""),
+             "|---|---|---|---|---|" + ("---|" if placed else "")]
     for spec, t in table.items():
-        lines.append(f"| {spec} | {t['socio_t']} | {t['p_warm']} | {t['base_nll']} | {t['p_warm'].n} |")
+        line = f"| {spec} | {t['socio_t']} | {t['p_warm']} | {t['base_nll']} | {t['p_warm'].n} |"
+        if placed:
+            m = placed.get(spec)
+            line += (" (dial) |" if m is None else f" {m.warmth:+.2f} |" if m.warmth is not None
+                     else f" none ({m.status}) |")
+        lines.append(line)
+    note = ("\n\nmatched dial: the dial value whose answers have the same mean p_warm, interpolated linearly "
+            "between the dial targets' readings; none outside their range or where the curve is not monotone."
+            if placed else "")
     (out_dir / "summary.md").write_text(
         "# Warmth of answers to the validation prompts\n\nMean ± bootstrap SE. SocioT and base NLL scored by the base "
         "model; p_warm by the corpus-trained embedding classifier. Greedy answers, "
-        f"{max_tokens} new tokens at most.\n\n" + "\n".join(lines) + "\n")
+        f"{max_tokens} new tokens at most.\n\n" + "\n".join(lines) + note + "\n")
     return table

@@ -7,17 +7,23 @@ Invariants:
   point, else the sweep is refused.
 - Dial positions of references: by the dial's calibration the warm fine-tune sits at +1 and the cold one at -1;
   other references have no dial position and are drawn as horizontal lines.
+- Matched dial positions (a separate thing, measured rather than assumed): with meter readings, every reference's
+  meter row gets `matched_warmth`, the dial value whose answers have the same p_warm (`meter.placement`: the dial
+  points' p_warm curve interpolated piecewise-linearly; None outside the measured range or where the curve is not
+  monotone around the reading) and `matched_status` saying which ("matched", "above", "below", "ambiguous", ...).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from steerwarm.bench.store import RunStore
 from steerwarm.bench.summary import cell, records_frame
+from steerwarm.meter.placement import dial_match
 from steerwarm.records import read_records
 
 if TYPE_CHECKING:
@@ -125,7 +131,8 @@ def meter_rows(sweep_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def read_meter(sweep: Sweep) -> list[dict[str, Any]] | None:
-    """The meter rows of a sweep with each point's kind, spec and dial position; None without a meter file."""
+    """The meter rows of a sweep with each point's kind, spec and dial position, and on reference rows their matched
+    dial position (`matched_warmth`, `matched_status`; see the module doc); None without a meter file."""
     if not (sweep.dir / METER_JSONL).is_file():
         return None
     by_label = {p.label: p for p in sweep.points}
@@ -135,6 +142,12 @@ def read_meter(sweep: Sweep) -> list[dict[str, Any]] | None:
         kind = r.get("kind") or (point.kind if point else "dial")
         x = point.x if point else (r.get("warmth") if kind == "dial" else None)
         rows.append({**r, "kind": kind, "spec": point.spec if point else r.get("spec", r.get("label")), "x": x})
+    curve = [(float(r["x"]), float(r["p_warm"])) for r in rows
+             if r["kind"] == "dial" and r["x"] is not None and r.get("p_warm") is not None]
+    for r in rows:
+        if r["kind"] != "dial":
+            match = dial_match(curve, float(r["p_warm"]) if r.get("p_warm") is not None else math.nan)
+            r.update(matched_warmth=match.warmth, matched_status=match.status)
     return rows
 
 
