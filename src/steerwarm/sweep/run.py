@@ -56,8 +56,9 @@ import gc
 import json
 import math
 import re
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,15 +74,18 @@ from steerwarm.model.load import DEFAULT_MODEL
 from steerwarm.paths import display, shipped_vectors
 from steerwarm.records import SettingsLock, append_records
 from steerwarm.sweep.folder import METER_ANSWERS, METER_JSONL, RUNS, SWEEP_JSON, meter_rows
+from steerwarm.sweep.fork import Key, Lockstep, run_lockstep
 from steerwarm.targets.endpoint import EndpointClient, EndpointSpec
 from steerwarm.targets.registry import EndpointTarget, GenSettings, LocalTarget, Target
 
 if TYPE_CHECKING:
+    from steerwarm.bench.prompts import Prompt
     from steerwarm.corpus.validation import ValidationPrompt
     from steerwarm.meter.measure import Meter
     from steerwarm.model.load import LoadedModel
     from steerwarm.steer.dial import Dial
     from steerwarm.steer.vector import SteeringVector
+    from steerwarm.targets.likelihood import PairScore
 
 SWEEP_RESULT_KEYS = ("model", "dtype", "mode", "tasks", "items", "contexts", "seed", "limit", "per_item",
                      "templates", "conditions", "generation", "units", "vectors", "layers", "meter_prompts",
@@ -191,6 +195,7 @@ class SweepConfig:
     extra_body: dict[str, Any] | None = None
     concurrency: int = 4
     retries: int = 5
+    fork: bool = True  # likelihood mode, local dial: score each batch once for all dial points (module doc)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -332,6 +337,55 @@ class DialPointTarget(LocalTarget):
         out.update(units=self.units, warm_vector_id=warm["id"], cold_vector_id=cold["id"] if cold else None,
                    cold_layers=cold["layers"] if cold else None)
         return out
+
+
+class ForkedDialTarget(DialPointTarget):
+    """A dial point of a forked sweep: the same target (and description) as `DialPointTarget`, whose batches are
+    scored by the sweep's `Lockstep` together with the other dial points' (`sweep.fork`)."""
+
+    def __init__(self, spec: str, loaded: LoadedModel, dial: Dial, warmth: float, vectors: dict[str, Any],
+                 units: str, lockstep: Lockstep[PairScore]) -> None:
+        super().__init__(spec, loaded, dial, warmth, vectors, units)
+        self.lockstep = lockstep
+
+    def score(self, users: Sequence[str], pairs: Sequence[tuple[str, str]]) -> list[PairScore]:
+        return self.lockstep.ask(self.spec, list(zip(users, pairs, strict=True)))
+
+
+def run_forked(cfg: SweepConfig, points: Sequence[SweepPoint], loaded: LoadedModel, dial: Dial,
+               vectors: dict[str, Any], units: str, grid: Sequence[Prompt], held: Mapping[str, set[str]],
+               on_progress: Callable[[int], None] | None = None) -> dict[str, RunResult]:
+    """The benchmark of local dial `points` in likelihood mode, each batch scored once for all of them
+    (`sweep.fork`); `held` is the prompt ids each point's run folder already has. Each point's RunResult, from its
+    own `run_benchmark`."""
+    from steerwarm.bench.replies import replies
+    from steerwarm.targets.likelihood import score_pairs_forked
+
+    if cfg.mode != "likelihood":
+        raise ValueError("forked dial points score likelihood mode only; generate mode runs point by point")
+    keys = {p.prompt_id: (p.text, replies(p.item)) for p in grid}
+    pending = {pt.label: {k for i, k in keys.items() if i not in held[pt.label]} for pt in points}
+    warmth = {pt.label: pt.warmth for pt in points}
+    memos: dict[tuple[str, ...], dict[tuple[int, ...], Any]] = {}
+
+    def score(batch: Sequence[Key], labels: Sequence[str]) -> dict[str, list[PairScore]]:
+        ws = [float(warmth[label] or 0.0) for label in labels]
+        if tuple(labels) not in memos:  # a prefix memo serves one set of streams: keep the current set's only
+            memos.clear()
+        memo = memos.setdefault(tuple(labels), {})
+        out = score_pairs_forked(loaded, [k[0] for k in batch], [k[1] for k in batch], len(ws),
+                                 lambda streams: dial.specs([ws[s] for s in streams]), memo)
+        return dict(zip(labels, out, strict=True))
+
+    lockstep: Lockstep[PairScore] = Lockstep(pending, score)
+
+    def job(pt: SweepPoint) -> Callable[[], RunResult]:
+        assert pt.warmth is not None
+        target = ForkedDialTarget(pt.spec, loaded, dial, pt.warmth, vectors, units, lockstep)
+        return lambda: run_benchmark(cfg.run_config(cfg.out / pt.run), target, progress=False,
+                                     on_progress=on_progress)
+
+    return run_lockstep({pt.label: job(pt) for pt in points}, lockstep)
 
 
 class EndpointDialTarget(EndpointTarget):
@@ -504,7 +558,8 @@ def run_sweep(cfg: SweepConfig, *, progress: bool = True,
 
     write_sweep()
 
-    done = {p.label: len(set(RunStore(out / p.run).load()) & ids) for p in todo}
+    held = {p.label: set(RunStore(out / p.run).load()) & ids for p in todo}
+    done = {label: len(h) for label, h in held.items()}
     metered = meter_rows(out) if cfg.meter_prompts else {}
     mprompts: list[ValidationPrompt] = []
     if cfg.meter_prompts:
@@ -538,7 +593,19 @@ def run_sweep(cfg: SweepConfig, *, progress: bool = True,
     scored = meter_added = 0
     bar = tqdm(total=len(grid) * len(todo), initial=sum(done.values()), disable=not progress, unit="prompt",
                desc="sweep", dynamic_ncols=True)
+    bar_lock = threading.Lock()
+
+    def advance(n: int) -> None:  # forked points' workers call it from their threads
+        with bar_lock:
+            bar.update(n)
+
+    forked: dict[str, RunResult] = {}
     try:
+        forkable = [p for p in todo if p.kind == "dial" and done[p.label] < len(grid)]
+        if cfg.fork and cfg.mode == "likelihood" and endpoint is None and len(forkable) > 1:
+            assert dial is not None and vectors is not None
+            bar.set_postfix_str(f"{len(forkable)} dial points forked")
+            forked = run_forked(cfg, forkable, base_model(), dial, vectors, units, grid, held, advance)
         for point in todo:
             run_dir = out / point.run
             complete = done[point.label] == len(grid)
@@ -571,7 +638,8 @@ def run_sweep(cfg: SweepConfig, *, progress: bool = True,
                                       chat_template=cfg.chat_template, vectors_dir=cfg.vectors,
                                       api_key_env=cfg.api_key_env, extra_body=cfg.extra_body,
                                       concurrency=cfg.concurrency, retries=cfg.retries)
-            res: RunResult = run_benchmark(cfg.run_config(run_dir), target, progress=False, on_progress=bar.update)
+            res: RunResult = (forked[point.label] if point.label in forked else
+                              run_benchmark(cfg.run_config(run_dir), target, progress=False, on_progress=advance))
             scored += res.scored_now
             row = metered.get(point.label)
             if need_meter:
@@ -582,8 +650,9 @@ def run_sweep(cfg: SweepConfig, *, progress: bool = True,
                 metered[point.label] = row
                 meter_added += 1
             rate, n = _error_rate(res.summary)
-            pr = PointResult(point, res.total, res.done_before, res.scored_now, time.perf_counter() - t0, rate, n,
-                             False, row)
+            # a forked point's benchmark time is the forked run's wall time, shared with the other forked points
+            seconds = time.perf_counter() - t0 + (res.seconds if point.label in forked else 0.0)
+            pr = PointResult(point, res.total, res.done_before, res.scored_now, seconds, rate, n, False, row)
             results.append(pr)
             if progress:
                 bar.write(point_line(pr))
