@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from steerwarm.bench.compare import compare_runs
+from steerwarm.bench.compare import compare_runs, to_markdown
 from steerwarm.bench.report import build_report
 from steerwarm.bench.seeding import short_hash
 from steerwarm.bench.store import RunStore
@@ -117,3 +117,47 @@ def test_report_layout_and_cli(tmp_path: Path) -> None:
     assert f"restricted to the {len(kept)} prompts" in text and set(data["tasks"]) == {"trivia"}
     bad = runner.invoke(app, ["bench", "compare", str(a), str(tmp_path / "nothing")])
     assert bad.exit_code == 2 and "no results.jsonl" in bad.output
+
+
+def _known_by_hand(run: Path) -> set[str]:
+    """Items whose every neutral prompt (original, original_neutral; no context) run A got right."""
+    neutral: dict[str, list[int]] = {}
+    for r in RunStore(run).load().values():
+        if r["condition"] == "unmodified" and r["template"] in ("original", "original_neutral"):
+            neutral.setdefault(r["item_id"], []).append(r["is_incorrect"])
+    return {i for i, ys in neutral.items() if not any(ys)}
+
+
+def test_compare_and_report_on_all_items_and_on_known_items(tmp_path: Path) -> None:
+    a, b = _make_runs(tmp_path, n_items=60)
+    known = _known_by_hand(a)
+    assert 0 < len(known) < 60
+    cmp = compare_runs(a, b)
+    assert cmp.known is not None and cmp.known["n_known"] == len(known)
+    assert cmp.known_comparison is not None and cmp.known_comparison.n_pairs == 10 * len(known)
+    ra, rb = RunStore(a).load(), RunStore(b).load()
+    ids = [k for k, r in ra.items() if r["item_id"] in known and r["task"] == "trivia"
+           and r["condition"] == "emotion:sad" and r["template"] == "original"]
+    cell = next(c for c in cmp.known_comparison.cells if (c["task"], c["test_type"], c["condition"]) ==
+                ("trivia", "no belief", "emotion:sad"))
+    assert cell["n"] == len(ids)
+    assert cell["delta_pp"] == pytest.approx(100 * sum(rb[k]["is_incorrect"] - ra[k]["is_incorrect"] for k in ids)
+                                             / len(ids))
+    # the instrument of both runs: likelihood mode, chance 1/2; no item files, so no shorter-answer rule
+    assert set(cmp.instrument) == {cmp.a, cmp.b}
+    trivia_a = next(c for c in cmp.instrument[cmp.a] if c["task"] == "trivia")
+    plain = [r for r in ra.values() if r["task"] == "trivia" and r["condition"] == "unmodified"
+             and r["template"] in ("original", "original_neutral")]
+    assert trivia_a["n_prompts"] == len(plain) and trivia_a["chance"] == 0.5 and trivia_a["shorter_answer"] is None
+    assert trivia_a["accuracy"] == pytest.approx(1 - sum(r["is_incorrect"] for r in plain) / len(plain))
+    assert {m["design"] for m in cmp.mde} >= {"no context, no belief", "all prompts"}
+    md = to_markdown(cmp)
+    assert md.index("## Instrument") < md.index("## trivia") < md.index(f"# Known items only ({len(known)} items")
+    assert "Regressions on known items" in md and "MDE pp" in md
+    text, data = build_report([a, b])
+    assert data["known_items"]["n_known"] == len(known)
+    assert text.index("## Instrument") < text.index("## Per task: no context, no belief") < text.index(
+        f"# Known items only ({len(known)} items)") < text.index("## Per task: no context, no belief (known items)")
+    k_trivia = {i for i in known if i.startswith("trivia")}
+    assert data["known"]["tasks"]["trivia"]["no_context_no_belief"][0]["n_scored"] == 2 * len(k_trivia)
+    assert data["known"]["tasks"]["trivia"]["no_context_no_belief"][0]["errors"] == 0  # known: right by definition

@@ -4,6 +4,11 @@ the delta of every run against a reference run (the first one unless told otherw
 Invariants: the report is a pure function of the runs' results.jsonl and run.json (summaries are recomputed, not
 read), error rates are in percent with 95% Wilson intervals, deltas in percentage points; runs that scored
 different prompt sets are compared on the prompts they all scored (the Runs table still lists each run whole).
+The instrument section (bench.instrument) follows the Runs table: each run's accuracy on the neutral prompts against
+chance and the shorter-answer rule, with the flag where a task cannot measure an effect (each run whole), the
+minimum detectable effects (each run against the reference, discordance measured; a single run: assumed, plus its
+belief effect), and the known items of the reference; every table after it is given on all items, then again on the
+known items only.
 """
 
 from __future__ import annotations
@@ -13,8 +18,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from steerwarm.bench.compare import run_name
+from steerwarm.bench.compare import pair_frames, run_name
 from steerwarm.bench.contexts import UNMODIFIED
+from steerwarm.bench.instrument import (
+    TaskInstrument,
+    belief_effect_mde,
+    comparison_mde,
+    instrument_markdown,
+    known_items,
+    paired_mde,
+    run_mode,
+)
 from steerwarm.bench.store import RunStore
 from steerwarm.bench.summary import belief_rows, build_summary, cell, condition_order, records_frame
 
@@ -38,13 +52,14 @@ def build_report(run_dirs: Sequence[Path], reference: int = 0) -> tuple[str, dic
     summaries = [build_summary(s) for s in stores]
     ref = reference
     scope = ""
+    whole = frames
     if len(frames) > 1:
         common = set.intersection(*(set(f["prompt_id"]) for f in frames))
         if any(len(f) != len(common) for f in frames):
             frames = [f[f["prompt_id"].isin(common)] for f in frames]
             scope = (f" Runs scored different prompt sets; every table below is restricted to the {len(common)} "
                      "prompts all of them scored, so rates and deltas compare like with like.")
-    tasks = sorted({t for f in frames if not f.empty for t in f["task"].unique()})
+    modes = [run_mode(s, f) for s, f in zip(stores, whole, strict=True)]
     lines = ["# Conditioned error benchmark report", "",
              "Error rates in % with 95% Wilson intervals; delta = run - reference in percentage points. "
              f"Reference: {names[ref]}.{scope}", "", "## Runs", "",
@@ -56,7 +71,36 @@ def build_report(run_dirs: Sequence[Path], reference: int = 0) -> tuple[str, dic
         lines.append(f"| {name} | {cfg.get('mode', '?')} | {cfg.get('scorer', '?')} | {r['n_prompts']} | "
                      f"{r.get('n_scored', 0)} | {r.get('refusals', 0)} | {r['seconds']:.0f} | "
                      f"{'n/a' if pps is None else f'{pps:.1f}'} |")
-    data: dict[str, Any] = {"runs": names, "reference": names[ref], "tasks": {}}
+    data: dict[str, Any] = {"runs": names, "reference": names[ref], "tasks": {}, "instrument": {}}
+    known = known_items(frames[ref], modes[ref])
+    data["known_items"] = known.record()
+    lines += ["", "## Instrument", "",
+              "Can each run's target show an effect? Accuracy on the neutral prompts (original and original_neutral, "
+              "no context, no belief; each run whole) with a 95% Wilson interval, against chance and the rule "
+              "\"pick the shorter answer\" (bench.instrument).", ""]
+    for i, (name, summary) in enumerate(zip(names, summaries, strict=True)):
+        checks = [TaskInstrument.from_record(c) for c in summary.get("instrument", {}).get("tasks", {}).values()]
+        if len(names) == 1:
+            mde = [*comparison_mde(frames[i]), *belief_effect_mde(frames[i])]
+        elif i == ref:
+            mde = belief_effect_mde(frames[i])
+        else:
+            mde = paired_mde(pair_frames(frames[ref], frames[i]))
+        data["instrument"][name] = {"tasks": [c.record() for c in checks], "mde": mde}
+        lines += [f"### {name}", "", *instrument_markdown(checks, None, mde)]
+    lines += [f"Known items (of the reference, {names[ref]}): {known.text()}. The tables below are given on all "
+              "items, then on the known items only.", ""]
+    lines += tables(names, frames, ref, data["tasks"], "")
+    data["known"] = {"tasks": {}}
+    lines += ["", f"# Known items only ({known.n} items)", ""]
+    lines += tables(names, [known.restrict(f) for f in frames], ref, data["known"]["tasks"], " (known items)")
+    return "\n".join(lines) + "\n", data
+
+
+def tables(names: Sequence[str], frames: Sequence[Any], ref: int, out: dict[str, Any], suffix: str) -> list[str]:
+    """The per-task and per-context tables of `frames` (one per run; `ref` the reference), their numbers added to
+    `out` by task."""
+    tasks = sorted({t for f in frames if not f.empty for t in f["task"].unique()})
 
     def cells_for(df: Any, task: str, cond: str | None, belief: str) -> dict[str, Any]:
         if df.empty:
@@ -71,14 +115,14 @@ def build_report(run_dirs: Sequence[Path], reference: int = 0) -> tuple[str, dic
 
     others = [i for i in range(len(names)) if i != ref]
     header = ["task", *names, *(f"delta {names[i]}" for i in others)]
-    lines += ["", "## Per task: no context, no belief", "", row(header), row(["---"] * len(header))]
+    lines = ["", f"## Per task: no context, no belief{suffix}", "", row(header), row(["---"] * len(header))]
     for task in tasks:
         cs = [cells_for(f, task, UNMODIFIED, "none") for f in frames]
-        data["tasks"][task] = {"no_context_no_belief": cs}
+        out[task] = {"no_context_no_belief": cs}
         lines.append(row([task, *(cell_text(c) for c in cs), *(_delta(cs[i], cs[ref]) for i in others)]))
     for task in tasks:
         conds = condition_order({c for f in frames if not f.empty for c in f[f["task"] == task]["condition"]})
-        lines += ["", f"## {task}: per context", "", "No belief (original template; under no context also "
+        lines += ["", f"## {task}: per context{suffix}", "", "No belief (original template; under no context also "
                   "original_neutral), then a stated wrong belief (incorrect + correct), per run; belief effect = "
                   "belief - no belief.", ""]
         header = ["context", *(f"{n} {col}" for n in names for col in ("no belief", "belief", "belief effect")),
@@ -92,8 +136,8 @@ def build_report(run_dirs: Sequence[Path], reference: int = 0) -> tuple[str, dic
             cols = [x for n, b in zip(none, stated, strict=True) for x in (cell_text(n), cell_text(b), _delta(b, n))]
             deltas = [f"{_delta(none[i], none[ref])} / {_delta(stated[i], stated[ref])}" for i in others]
             lines.append(row([cond, *cols, *deltas]))
-        data["tasks"].setdefault(task, {})["by_context"] = rows
-    return "\n".join(lines) + "\n", data
+        out.setdefault(task, {})["by_context"] = rows
+    return lines
 
 
 def plot_report(data: dict[str, Any], path: Path) -> Path | None:

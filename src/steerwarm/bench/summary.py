@@ -4,6 +4,10 @@ Cells follow the paper: "no belief" prompts are the `original` template (plus `o
 context, the paper's original_combined); "belief" prompts are `incorrect` and `correct` pooled (both state a
 wrong belief), also reported apart. Every context condition and "unmodified" (no context) is a row.
 
+summary.json also holds `instrument` (bench.instrument.run_instrument): per task the accuracy on the neutral
+prompts against chance and the shorter-answer rule with a flag where the task cannot measure an effect, the minimum
+detectable effects of the run's paired designs, and the count of known items.
+
 Invariants: refusals dropped by the task's policy (is_incorrect None) are counted in `refusals` and excluded from
 `n_scored` and the error rate; every number is recomputed from results.jsonl, never accumulated, so a resumed run's
 summary equals an uninterrupted run's.
@@ -15,6 +19,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from steerwarm.bench.contexts import CONDITION_ORDER, UNMODIFIED
+from steerwarm.bench.instrument import run_instrument
 from steerwarm.bench.stats import wilson
 from steerwarm.bench.store import RunStore
 
@@ -23,7 +28,8 @@ if TYPE_CHECKING:
 
 BELIEFS = ("none", "stated", "incorrect", "correct")
 COLUMNS = ("prompt_id", "task", "item_id", "template", "condition", "group", "has_belief", "is_incorrect",
-           "verdict")
+           "verdict", "lp_correct", "lp_wrong")
+NUMERIC = ("is_incorrect", "lp_correct", "lp_wrong")
 
 
 def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
@@ -31,7 +37,8 @@ def records_frame(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
 
     df = pd.DataFrame([{k: r.get(k) for k in COLUMNS} for r in records], columns=list(COLUMNS))
     if not df.empty:
-        df["is_incorrect"] = pd.to_numeric(df["is_incorrect"], errors="coerce")
+        for col in NUMERIC:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
     return df
 
 
@@ -93,4 +100,5 @@ def build_summary(store: RunStore) -> dict[str, Any]:
         out["tasks"][task] = {"no_context_no_belief": cell(plain), "no_belief": cell(belief_rows(t, "none")),
                               "belief": cell(belief_rows(t, "stated")), "all": cell(t)}
     out["cells"] = table(df)
+    out["instrument"] = run_instrument(store, df)
     return out

@@ -1,4 +1,5 @@
-"""`steerwarm bench ...`: run, compare and report the conditioned error benchmark; validate the scorers.
+"""`steerwarm bench ...`: run, compare and report the conditioned error benchmark, plan a run's size; validate the
+scorers.
 
 Invariant: thin: every command parses its options, calls the library (runner, compare, report, validate) and prints;
 input problems exit with status 2 and a message naming the file, line or option at fault.
@@ -134,6 +135,25 @@ def run_cmd(
         c = s["no_context_no_belief"]
         console.print(f"  {task:>10}: error {pct(c)} (no context, no belief, n={c['n_scored']}), "
                       f"{pct(s['all'])} overall, {pct(s['belief'])} with a belief")
+    print_instrument(res.summary.get("instrument", {}))
+
+
+def print_instrument(block: dict[str, Any]) -> None:
+    """The instrument block of a summary (bench.instrument.run_instrument), a few lines per task."""
+    from steerwarm.bench.instrument import TaskInstrument
+
+    for rec in block.get("tasks", {}).values():
+        console.print(f"  instrument {TaskInstrument.from_record(rec).line()}", soft_wrap=True)
+    for m in block.get("mde", {}).get("comparison", []):
+        if m["design"] in ("no context, no belief", "all prompts"):
+            console.print(f"  MDE {m['task']}, {m['design']}: {m['mde_pp']:.1f} pp on {m['n_pairs']} pairs "
+                          f"(80% power, 5% level; discordance {m['discordance_source']})", soft_wrap=True)
+    for note in block.get("notes", []):
+        console.print(f"  note: {note}", soft_wrap=True)
+    known = block.get("known_items")
+    if known:
+        per = ", ".join(f"{t} {v['known']}/{v['items']}" for t, v in known["per_task"].items())
+        console.print(f"  known items: {known['n_known']} ({per}); {known['rule']}", soft_wrap=True)
 
 
 @app.command("compare")
@@ -156,9 +176,18 @@ def compare_cmd(
         return
     paths = write_comparison(cmp, out or run_b / f"compare-vs-{run_a.name}")
     console.print(f"{cmp.n_pairs} paired prompts; wrote " + ", ".join(str(p) for p in paths.values()))
-    for r in cmp.regressions:
-        effects = ", ".join(f"{e.level}: {100 * e.ame:+.2f} pp (p={e.p_value:.3g})" for e in r.effects)
-        console.print(f"  {r.name}: {effects or r.error}")
+    from steerwarm.bench.instrument import TaskInstrument
+
+    for name, checks in cmp.instrument.items():
+        for rec in checks:
+            console.print(f"  instrument {name}, {TaskInstrument.from_record(rec).line()}", soft_wrap=True)
+    scopes = [("all items", cmp)]
+    if cmp.known_comparison is not None and cmp.known is not None:
+        scopes.append((f"known items ({cmp.known['n_known']})", cmp.known_comparison))
+    for scope, c in scopes:
+        for r in c.regressions:
+            effects = ", ".join(f"{e.level}: {100 * e.ame:+.2f} pp (p={e.p_value:.3g})" for e in r.effects)
+            console.print(f"  {scope}, {r.name}: {effects or r.error}")
 
 
 @app.command("report")
@@ -180,6 +209,72 @@ def report_cmd(
         fail(str(exc))
         return
     console.print("wrote " + ", ".join(str(p) for p in paths.values()))
+
+
+@app.command("plan")
+def plan_cmd(
+    target: Annotated[str | None, typer.Option(help="The target to pilot (as for bench run); needed unless "
+                                                    "--pilot 0.")] = None,
+    effect: Annotated[float, typer.Option(help="Effect to detect, in percentage points of error rate.")] = 7.0,
+    tasks: Annotated[str, typer.Option(help="Comma-separated tasks.")] = ",".join(TASKS),
+    pilot: Annotated[int, typer.Option(min=0, help="Pilot: score the neutral prompts of the first N items per task "
+                                                   "(0: no pilot, assume --error).")] = 20,
+    error: Annotated[float, typer.Option(min=0.0, max=1.0, help="Error rate assumed where no pilot measures it.")
+                     ] = 0.3,
+    discordance: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="Share of prompts where the two "
+                                                                             "compared targets differ (default: "
+                                                                             "assumed independent errors).")] = None,
+    items: Annotated[list[str] | None, typer.Option(help="Item file (TASK=FILE, or FILE with one task); repeat.")
+                     ] = None,
+    contexts: Annotated[Path | None, typer.Option(help="Contexts JSON (default: eval/contexts/default.json).")
+                        ] = None,
+    templates: Annotated[str | None, typer.Option(help="Templates of the planned run (default: all).")] = None,
+    conditions: Annotated[str | None, typer.Option(help="Conditions of the planned run (default: all).")] = None,
+    mode: Annotated[str, typer.Option(help="likelihood or generate (the pilot's and the run's mode).")
+                    ] = "likelihood",
+    seed: int = 0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Pilot prompts per forward pass.")] = 16,
+    model: Annotated[str, typer.Option(help="Base model for base / warmth=W targets.")] = "smollm2-135m",
+    dtype: DtypeOpt = "float32",
+    device: DeviceOpt = None,
+    vectors: Annotated[Path | None, typer.Option(help="Dial vectors folder for warmth=W.")] = None,
+    pilot_out: Annotated[Path | None, typer.Option(help="Keep the pilot run in this folder (default: discarded).")
+                         ] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the plan as JSON here.")] = None,
+    threads: ThreadsOpt = None,
+) -> None:
+    """How many items and prompts a run needs to detect EFFECT pp with 80% power, per task, with the instrument
+    verdict of a small pilot of the target (what is measured and what is assumed is printed)."""
+    import json
+
+    from steerwarm.bench.errors import DataFileError
+    from steerwarm.bench.plan import plan_run
+    from steerwarm.bench.runner import RunConfig
+    from steerwarm.model.load import ModelNotFoundError
+    from steerwarm.targets.endpoint import EndpointError
+    from steerwarm.targets.registry import parse_target
+
+    torch_threads(threads)
+    task_list = parse_tasks(tasks)
+    if pilot > 0 and target is None:
+        fail("--target is needed for a pilot (or give --pilot 0 to plan from an assumed --error)")
+    try:
+        tgt = parse_target(target, model=model, dtype=dtype, device=device, vectors_dir=vectors) \
+            if target is not None and pilot > 0 else None
+        plans = plan_run(tgt, task_list, effect, pilot=pilot, items=parse_items(items, task_list),
+                         contexts=contexts, templates=parse_csv(templates) or RunConfig.templates,
+                         conditions=parse_csv(conditions), seed=seed, mode=mode, batch_size=batch_size, error=error,
+                         discordance=discordance, pilot_out=pilot_out)
+    except (DataFileError, ModelNotFoundError, EndpointError, FileNotFoundError, ValueError, KeyError) as exc:
+        fail(str(exc))
+        return
+    for p in plans:
+        for line in p.lines():
+            console.print(line, soft_wrap=True)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps([p.record() for p in plans], indent=2, default=float) + "\n")
+        console.print(f"wrote {json_out}")
 
 
 @app.command("validate-judge")
