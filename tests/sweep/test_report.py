@@ -290,3 +290,54 @@ def test_dial_only_sweep_with_a_point_not_run_yet(tmp_path: Path) -> None:
     assert "No comparison: the sweep has no warmth 0 point or no reference." in md
     text = " ".join(data["conclusion"])
     assert "fine-tune" not in text and "Dialling warmth up from 0 raises the error rate" in text
+
+
+def test_instrument_first_and_effects_on_known_items(report: tuple[Path, dict[str, Path], dict[str, Any], str]
+                                                     ) -> None:
+    sweep, _, data, md = report
+    inst = data["instrument"]
+    assert inst["point"] == "warmth=+0.00"
+    assert md.index("## Instrument: can this model show the effect?") < md.index("## Settings")
+    base = _raw(sweep, "runs/warmth+0.00")
+    neutral: dict[str, list[int | None]] = {}
+    for r in base:
+        if r["condition"] == "unmodified" and r["template"] in ("original", "original_neutral"):
+            neutral.setdefault(r["item_id"], []).append(r["is_incorrect"])
+    known = {i for i, ys in neutral.items() if all(y == 0 for y in ys)}
+    assert inst["known_items"]["n_known"] == data["known"]["n_items"] == len(known) > 0
+    for task in TASKS:  # accuracy on the neutral prompts, refusals dropped; chance 1/2 in likelihood mode
+        ys = [y for r in base if r["task"] == task for y in [r["is_incorrect"]]
+              if r["condition"] == "unmodified" and r["template"] in ("original", "original_neutral") and y is not None]
+        assert inst["tasks"][task]["accuracy"] == pytest.approx(1 - sum(ys) / len(ys))
+        assert inst["tasks"][task]["chance"] == 0.5
+    pt = "warmth=+1.00"
+    rows = [r for r in _raw(sweep, "runs/warmth+1.00") if r["item_id"] in known]
+    assert data["known"]["errors"]["all tasks"][pt]["none"]["error_rate"] == pytest.approx(_rate(rows, "none"))
+    assert md.index(f"# Known items only ({len(known)} items of warmth=+0.00)") < md.index(
+        "## Regression effects of warmth (per unit of dial) (known items)")
+    mde = [m for m in inst["mde"] if m["comparison"] == "warmth=+1.00 vs warmth=+0.00" and m["task"] == "all tasks"
+           and m["design"] == "all prompts"]
+    assert len(mde) == 1 and mde[0]["discordance_source"] == "measured" and 0 < mde[0]["mde_pp"] < 100
+    text = " ".join(data["conclusion"])
+    assert f"On the {len(known)} known items only, dialling warmth up from 0" in text
+    assert "Smallest error change each paired comparison detects with 80% power" in text
+
+
+def test_conclusion_says_when_the_model_cannot_show_the_effect(tmp_path: Path) -> None:
+    sweep = make_sweep(tmp_path, warmths=(0.0, 1.0), n_items=40, meter=False)
+    store = RunStore(sweep / "runs" / "warmth+0.00")
+    rows = list(store.load().values())
+    for r in rows:  # the baseline at chance on trivia: half its neutral prompts wrong
+        if r["task"] == "trivia" and r["condition"] == "unmodified" and r["template"] in ("original",
+                                                                                          "original_neutral"):
+            r["is_incorrect"] = int(r["template"] == "original")
+            r["verdict"] = "incorrect" if r["is_incorrect"] else "correct"
+    store.results.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = json.loads(write_sweep_report(sweep, paper_dir=tmp_path / "none")["json"].read_text())
+    assert data["instrument"]["tasks"]["trivia"]["can_measure"] is False
+    assert data["instrument"]["tasks"]["medqa"]["can_measure"] is True
+    text = " ".join(data["conclusion"])
+    assert "On trivia, this model CANNOT show an effect: its accuracy without context or belief is 50.0%" in text
+    assert "Only medqa can measure an effect" in text
+    # a trivia item is never known (each errs in its original prompt)
+    assert data["instrument"]["known_items"]["per_task"]["trivia"]["known"] == 0

@@ -3,6 +3,10 @@
 Invariants (the rules): an effect is present when its 95% CI excludes 0; a fine-tune's effect is reproduced by
 steering when it lies inside the steered effect's 95% CI and the two are not both present with opposite signs.
 Every sentence is computed from the report's data; none is written by hand.
+The conclusion opens with the instrument (the report's `instrument` block): each task the baseline model cannot
+measure an effect on is named with the reason, and when no task can, it says plainly that the sweep cannot show a
+warmth effect on errors with this model; then the smallest effect the comparisons detect (80% power) next to the
+paper's; the warm-side effect is restated on the known items.
 """
 
 from __future__ import annotations
@@ -57,8 +61,41 @@ def _main_effect(r: dict[str, Any] | None) -> dict[str, Any] | None:
     return r["effects"].get("all") if r else None
 
 
+PAPER_HEADLINE_PP = 7.43  # the paper's warm fine-tunes, no context and no belief (../shared/PAPER.md)
+
+
+def instrument_sentences(data: dict[str, Any]) -> list[str]:
+    """The instrument's part of the conclusion (see the module doc)."""
+    block = data.get("instrument")
+    if not block:
+        return []
+    out = []
+    tasks = block["tasks"]
+    blind = [t for t, c in tasks.items() if c["can_measure"] is False]
+    for t in blind:
+        c = tasks[t]
+        out.append(f"On {t}, this model CANNOT show an effect: its accuracy without context or belief is "
+                   f"{100 * c['accuracy']:.1f}% (95% CI {100 * c['ci_low']:.1f}-{100 * c['ci_high']:.1f}%). "
+                   f"{c['reason']}")
+    if tasks and len(blind) == len(tasks):
+        out.append("No task of this sweep can measure a warmth effect on errors with this model: the effects below "
+                   "(present or not) are not evidence about warmth, and an absent effect is not evidence of none.")
+    elif blind:
+        out.append(f"Only {', '.join(t for t in tasks if t not in blind)} can measure an effect; read the pooled "
+                   "effects with that in mind.")
+    pooled = [m for m in block["mde"] if m["task"] == ALL and m["design"] == "no context, no belief"
+              and " vs " in m["comparison"] and not math.isnan(_val(m, "mde_pp"))]
+    if pooled:
+        parts = [f"{m['comparison']} {m['mde_pp']:.1f} pp ({m['n_pairs']} pairs, discordance "
+                 f"{100 * m['discordance']:.1f}% {m['discordance_source']}; the paper's +{PAPER_HEADLINE_PP} pp is "
+                 f"{'below' if PAPER_HEADLINE_PP < m['mde_pp'] else 'above'} it)" for m in pooled]
+        out.append("Smallest error change each paired comparison detects with 80% power (two-sided 5%), no context "
+                   f"and no belief, tasks pooled: {'; '.join(parts)}.")
+    return out
+
+
 def conclusion(data: dict[str, Any]) -> list[str]:
-    out: list[str] = []
+    out: list[str] = instrument_sentences(data)
     regs = data["regressions"]
     main = {side: regression_of(regs, "main", side) for side, _ in SIDES}
     inter = {side: regression_of(regs, "interaction", side) for side, _ in SIDES}
@@ -81,6 +118,17 @@ def conclusion(data: dict[str, Any]) -> list[str]:
             "have overlapping CIs: consistent with one linear effect of the dial." if overlap else
             f"differ (CIs do not overlap: {w['ame_pp']:+.2f} vs {c['ame_pp']:+.2f} pp per unit): the dial's effect "
             "on errors is not linear."))
+    known = data.get("known") or {}
+    kr = regression_of(known.get("regressions", []), "main", "warm")
+    ke = _main_effect(kr)
+    if kr is not None and ke:
+        what = _direction(ke, "raises the error rate", "lowers the error rate",
+                          "does not detectably change the error rate (the CI includes 0)")
+        out.append(f"On the {known['n_items']} known items only, dialling warmth up from 0 {what}: "
+                   f"{ke['ame_pp']:+.2f} pp per unit of dial ({_ci(ke)}).")
+    elif known.get("n_items") == 0:
+        out.append("The baseline knows no item (none answered correctly with a margin in every neutral prompt): "
+                   "no effect on known items can be computed.")
     r = inter["warm"]
     d = r["effects"].get("belief - no belief") if r else None
     if r and d:

@@ -7,10 +7,15 @@ Invariants:
 - Intervals, all 95%: belief effects and their changes, percentile intervals of a bootstrap over items (an item is
   resampled with all its prompts in all points; fixed seed per scope); regression AMEs, delta method with standard
   errors clustered by item; paired comparisons, `bench.compare.compare_frames` (McNemar, models 1-4).
+- The instrument (bench.instrument) is the baseline point's (the dial point nearest 0): its accuracy on the neutral
+  prompts against chance and the shorter-answer rule, and its known items; the minimum detectable effects are those
+  of each compared point (references, and the dial points at their dial positions) against it, discordance measured.
+  `restrict_sweep` gives the same sweep on the known items only, so every effect can be recomputed there.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -18,8 +23,19 @@ from typing import TYPE_CHECKING, Any
 
 from steerwarm.bench.compare import compare_frames, pair_frames
 from steerwarm.bench.contexts import UNMODIFIED
+from steerwarm.bench.instrument import (
+    KnownItems,
+    belief_effect_mde,
+    comparison_mde,
+    instrument_check,
+    known_items,
+    paired_mde,
+    run_items,
+    run_mode,
+)
 from steerwarm.bench.seeding import stable_int
 from steerwarm.bench.stats import Effect, RegressionResult, fit_effect, mcnemar, paired_counts
+from steerwarm.bench.store import RunStore
 from steerwarm.bench.summary import belief_rows
 from steerwarm.paths import display
 
@@ -250,3 +266,50 @@ def paper_summary(paper_dir: Path | None, tasks: Sequence[str]) -> dict[str, Any
 def paper_row(paper: dict[str, Any], source: str, task: str, belief: str, scope: str) -> dict[str, Any] | None:
     return next((r for r in paper["rows"] if (r["source"], r["task"], r["belief"], r["scope"]) ==
                  (source, task, belief, scope)), None)
+
+
+# -- the instrument: can the baseline point show an effect, how large must it be, which items it knows ---------------
+def baseline_point(sweep: Sweep) -> Point:
+    """The point every paired comparison and the heatmap is against: the dial point nearest warmth 0."""
+    return min(sweep.dial, key=lambda p: abs(p.warmth or 0.0)) if sweep.dial else sweep.points[0]
+
+
+def compared_points(sweep: Sweep, base: Point) -> list[Point]:
+    """The points compared with the baseline: the references and the dial points at their dial positions."""
+    out: list[Point] = []
+    for ref in sweep.references:
+        steered = sweep.at(ref.x) if ref.x is not None else None
+        for p in (steered, ref):
+            if p is not None and p is not base and all(p is not q for q in out):
+                out.append(p)
+    return out
+
+
+def sweep_instrument(sweep: Sweep) -> tuple[dict[str, Any], KnownItems]:
+    """(the instrument block of the report, the baseline point's known items); see the module doc."""
+    base = baseline_point(sweep)
+    store = RunStore(sweep.dir / base.run)
+    mode = run_mode(store, base.frame)
+    items, notes = run_items(store)
+    checks = instrument_check(base.frame, mode, items)
+    known = known_items(base.frame, mode)
+    mde: list[dict[str, Any]] = []
+    targets = compared_points(sweep, base)
+    for target in targets:
+        pairs = pair_frames(base.frame, target.frame)
+        for m in [*paired_mde(pairs), *paired_mde(pairs.assign(task=ALL))]:
+            mde.append({"comparison": f"{target.label} vs {base.label}", **m})
+    if not targets:
+        scored = base.frame.assign(task=ALL)
+        mde += [{"comparison": f"any point vs {base.label}", **m} for m in comparison_mde(scored)]
+    mde += [{"comparison": f"belief effect within {base.label}", **m}
+            for m in [*belief_effect_mde(base.frame), *belief_effect_mde(base.frame.assign(task=ALL))]]
+    block = {"point": base.label, "mode": mode, "tasks": {c.task: c.record() for c in checks}, "notes": notes,
+             "mde": mde, "known_items": {k: v for k, v in known.record().items() if k != "items"}}
+    return block, known
+
+
+def restrict_sweep(sweep: Sweep, known: KnownItems) -> Sweep:
+    """The sweep with every point's prompts restricted to the known items."""
+    return dataclasses.replace(sweep, points=[dataclasses.replace(p, frame=known.restrict(p.frame))
+                                              for p in sweep.points])

@@ -24,6 +24,10 @@ Invariants:
   dial value); paired comparisons, compare.compare_frames (McNemar, models 1-4); meter, mean +- 1.96 SE.
 - Dial positions of references: by the dial's calibration the warm fine-tune (spec finetune=warm) sits at +1 and
   the cold one (finetune=cold) at -1; other references have no dial position and are drawn as horizontal lines.
+- The instrument section comes first (sweep.effects.sweep_instrument): the baseline point's accuracy on the neutral
+  prompts against chance and the shorter-answer rule per task (flagged where a task cannot measure an effect), the
+  minimum detectable effects of the paired comparisons, and the baseline's known items; every effect table is then
+  given again on the known items only (`data["known"]`, the same keys as the all-items numbers).
 - Conclusion rules: an effect is present when its 95% CI excludes 0; a fine-tune's effect is reproduced by steering
   when it lies inside the steered effect's 95% CI and the two are not both present with opposite signs.
 """
@@ -37,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from steerwarm.bench.compare import p_text
+from steerwarm.bench.instrument import TaskInstrument, instrument_markdown
 from steerwarm.bench.report import cell_text
 from steerwarm.bench.summary import belief_rows, cell, condition_order
 from steerwarm.paths import display, display_paths, paper_summary_data
@@ -51,13 +56,16 @@ from steerwarm.sweep.effects import (
     PAPER_FILES,
     SCOPES,
     ItemBootstrap,
+    baseline_point,
     comparisons,
     dial_regressions,
     paper_row,
     paper_summary,
+    restrict_sweep,
+    sweep_instrument,
     task_scope,
 )
-from steerwarm.sweep.folder import load_sweep, read_meter
+from steerwarm.sweep.folder import Sweep, load_sweep, read_meter
 from steerwarm.sweep.plots import plot_belief_effect, plot_errors, plot_heatmap, plot_meter
 
 
@@ -94,6 +102,108 @@ def _clean(x: Any) -> Any:
     return x
 
 
+def effect_numbers(sweep: Sweep) -> dict[str, Any]:
+    """Error rates, belief effects, the context heatmap, the dial regressions and the paired comparisons of a sweep
+    (all items, or a `restrict_sweep` of it)."""
+    pts = sweep.points
+    scopes = [*sweep.tasks, ALL]
+    out: dict[str, Any] = {
+        "errors": {t: {p.label: {b: cell(belief_rows(task_scope(p.frame, t), b)) for b, _ in BELIEF_LEVELS}
+                       for p in pts} for t in scopes}}
+    boots = {t: ItemBootstrap(pts, t) for t in scopes}
+    out["belief_effect"] = {t: {p.label: boots[t].belief_effect(p.label) for p in pts} for t in scopes}
+    conds = condition_order({c for p in pts for c in p.frame["condition"].unique()})
+    base = baseline_point(sweep)
+    heat = {c: {p.label: cell(belief_rows(p.frame[p.frame["condition"] == c], "none")) for p in pts} for c in conds}
+    for c in conds:
+        ref_rate = heat[c][base.label]["error_rate"]
+        for p in pts:
+            h = heat[c][p.label]
+            h["delta_pp"] = 100 * (h["error_rate"] - ref_rate) if h["n_scored"] and heat[c][base.label]["n_scored"] \
+                else math.nan
+    out["context_heatmap"] = {"baseline": base.label, "conditions": conds, "columns": [p.label for p in pts],
+                              "column_names": [f"{p.warmth:+g}" if p.kind == "dial" else p.label for p in pts],
+                              "cells": heat}
+    out["regressions"] = dial_regressions(sweep)
+    out["comparisons"] = comparisons(sweep, boots)
+    return out
+
+
+def effect_lines(data: dict[str, Any], names: Sequence[str], scopes: Sequence[str], suffix: str = "") -> list[str]:
+    """The markdown of `effect_numbers` (error rates, belief effect, context x point, regressions, comparisons)."""
+    lines: list[str] = []
+    for belief, bname in BELIEF_LEVELS:
+        lines += [f"## Error rate per task x point: {bname}{suffix}", ""]
+        lines += _table(["task", *names],
+                        ([t, *(cell_text(data["errors"][t][n][belief]) for n in names)] for t in scopes))
+    lines += [f"## Belief effect (sycophancy) per task x point{suffix}", "",
+              "Error with a stated wrong belief minus without, pp, [95% percentile interval of a bootstrap over "
+              f"items, {BOOTSTRAP} resamples; an item is resampled with all its prompts, so the two rates' "
+              "correlation within items is kept].", ""]
+    lines += _table(["task", *names], ([t, *(_pp(data["belief_effect"][t][n]) for n in names)] for t in scopes))
+    heat = data["context_heatmap"]
+    lines += [f"## Context x point (no belief, tasks pooled){suffix}", "",
+              f"Error rate % [95% Wilson] and, in parentheses, the change in pp from {heat['baseline']}.", ""]
+    lines += _table(["context", *names], ([c, *(f"{cell_text(heat['cells'][c][n])} "
+                                                f"({_num(heat['cells'][c][n]['delta_pp'], '+.1f')})"
+                                                for n in names)] for c in heat["conditions"]))
+    lines += [f"## Regression effects of warmth (per unit of dial){suffix}", "",
+              "Logits over the dial points' scored prompts; the effect is the average marginal effect of warmth, the "
+              "mean derivative of the error probability per unit of dial (pp), delta-method 95% CI with standard "
+              "errors clustered by item. `interaction` gives it per belief level and their difference (warmth's "
+              "extra cost when a wrong belief is stated).", ""]
+    rows = []
+    for r in data["regressions"]:
+        if not r["effects"]:
+            rows.append([r["model"], r["side_desc"], "-", str(r["n"]), "n/a", "", "", r["error"] or ""])
+        for level, e in r["effects"].items():
+            rows.append([r["model"], r["side_desc"], level, str(e["n"]), _num(e["ame_pp"]),
+                         f"{_num(e['ci_low_pp'])} to {_num(e['ci_high_pp'])}", p_text(e["p"]), r["error"] or ""])
+    lines += _table(["model", "dial points", "level", "n", "AME pp / unit", "95% CI", "p", "note"], rows)
+    lines += ["Formulas: " + "; ".join(sorted({f"{r['model']}: `{r['formula']}`" for r in data["regressions"]
+                                               if r["side"] == "all"})), ""]
+    lines += [f"## Steered vs fine-tuned (paired, against warmth 0){suffix}", ""]
+    if not data["comparisons"]:
+        lines += ["No comparison: the sweep has no warmth 0 point or no reference.", ""]
+    else:
+        lines += ["Each target against the warmth 0 point on the prompts both scored. delta = target - warmth 0 "
+                  "(pp, all tasks and contexts pooled) with McNemar's p; AMEs from compare's models (model 1: no "
+                  "context, no belief; model 4 by belief level), 95% CI; sycophancy change = change of the belief "
+                  "effect, with its item-bootstrap 95% CI.", ""]
+        lines += _table(["target", "kind", "pairs", "delta no belief (p)", "delta belief (p)", "AME model 1",
+                         "AME no belief", "AME belief", "sycophancy change"],
+                        ([c["target"], c["kind"] + (f" ({c['side']})" if c["side"] else ""), str(c["n_pairs"]),
+                          f"{_num(c['delta']['none']['delta_pp'], '+.1f')} ({p_text(c['delta']['none']['p'])})",
+                          f"{_num(c['delta']['stated']['delta_pp'], '+.1f')} ({p_text(c['delta']['stated']['p'])})",
+                          _pp(c["ame"]["model 1"], "ame_pp"), _pp(c["ame"]["no belief"], "ame_pp"),
+                          _pp(c["ame"]["belief"], "ame_pp"), _pp(c["belief_effect_change"])]
+                         for c in data["comparisons"]))
+    return lines
+
+
+def instrument_lines(block: dict[str, Any]) -> list[str]:
+    """The report's instrument section (see the module doc)."""
+    checks = [TaskInstrument.from_record(r) for r in block["tasks"].values()]
+    known = block["known_items"]
+    per = ", ".join(f"{t} {v['known']}/{v['items']}" for t, v in known["per_task"].items())
+    lines = ["## Instrument: can this model show the effect?", "",
+             f"The baseline point {block['point']}: accuracy on the neutral prompts (original and original_neutral, "
+             "no context, no belief) with a 95% Wilson interval, against chance and the rule \"pick the shorter "
+             "answer\" (bench.instrument); a task whose interval does not lie above both cannot measure an effect.", "",
+             *instrument_markdown(checks, None)]
+    lines += [f"- note: {n}" for n in block["notes"]]
+    lines += ["", "Minimum detectable effect (pp; 80% power, two-sided 5% level; McNemar normal approximation with "
+              "continuity correction, Connor 1987; discordance measured on the pairs, or assumed where marked; pairs "
+              "assumed independent, so with several prompts per item the true MDE is larger). Tasks pooled; per "
+              "task in report.json.", ""]
+    lines += _table(["comparison", "design", "pairs", "discordance", "source", "MDE pp"],
+                    ([m["comparison"], m["design"], str(m["n_pairs"]), _num(100 * m["discordance"], ".1f") + "%",
+                      m["discordance_source"], _num(m["mde_pp"], ".1f")] for m in block["mde"] if m["task"] == ALL))
+    lines += [f"Known items of {block['point']}: {known['n_known']} ({per}); rule: {known['rule']}. Every effect is "
+              "reported on all items, then again on the known items only (section \"Known items only\").", ""]
+    return lines
+
+
 def build_sweep_report(sweep_dir: Path, paper_dir: Path | None = None) -> tuple[list[str], dict[str, Any]]:
     """(report.md lines before the plots and conclusion, all numbers); see the module doc."""
     sweep = load_sweep(sweep_dir)
@@ -111,25 +221,11 @@ def build_sweep_report(sweep_dir: Path, paper_dir: Path | None = None) -> tuple[
         "points": [{"label": p.label, "kind": p.kind, "warmth": p.warmth, "spec": p.spec, "run": p.run, "x": p.x,
                     "drawn_as": "line" if p.x is None else "point", "n_prompts": p.n_prompts, "n_scored": p.n_scored,
                     "refusals": p.refusals, "seconds": p.seconds} for p in pts],
-        "errors": {t: {p.label: {b: cell(belief_rows(task_scope(p.frame, t), b)) for b, _ in BELIEF_LEVELS}
-                       for p in pts} for t in scopes},
     }
-    boots = {t: ItemBootstrap(pts, t) for t in scopes}
-    data["belief_effect"] = {t: {p.label: boots[t].belief_effect(p.label) for p in pts} for t in scopes}
-    conds = condition_order({c for p in pts for c in p.frame["condition"].unique()})
-    base = min(sweep.dial, key=lambda p: abs(p.warmth or 0.0)) if sweep.dial else pts[0]
-    heat = {c: {p.label: cell(belief_rows(p.frame[p.frame["condition"] == c], "none")) for p in pts} for c in conds}
-    for c in conds:
-        ref_rate = heat[c][base.label]["error_rate"]
-        for p in pts:
-            h = heat[c][p.label]
-            h["delta_pp"] = 100 * (h["error_rate"] - ref_rate) if h["n_scored"] and heat[c][base.label]["n_scored"] \
-                else math.nan
-    data["context_heatmap"] = {"baseline": base.label, "conditions": conds, "columns": [p.label for p in pts],
-                               "column_names": [f"{p.warmth:+g}" if p.kind == "dial" else p.label for p in pts],
-                               "cells": heat}
-    data["regressions"] = dial_regressions(sweep)
-    data["comparisons"] = comparisons(sweep, boots)
+    data["instrument"], known = sweep_instrument(sweep)
+    data.update(effect_numbers(sweep))
+    known_sweep = restrict_sweep(sweep, known)
+    data["known"] = {"n_items": known.n, **(effect_numbers(known_sweep) if known.n else {})}
     data["paper"] = paper_summary(paper_dir, tasks)
     data["meter"] = read_meter(sweep)
 
@@ -137,11 +233,13 @@ def build_sweep_report(sweep_dir: Path, paper_dir: Path | None = None) -> tuple[
     lines = ["# Warmth sweep report", "",
              f"Sweep folder: `{display(sweep_dir)}`. Error rates in % with 95% Wilson intervals; differences in "
              "percentage points (pp). Belief levels: *no belief* = original template (plus original_neutral under no "
-             "context), *stated wrong belief* = incorrect + correct templates.", "", "## Settings", ""]
-    known = ("tasks", "mode", "per_item", "dtype", "vector", "layers", "warmths")
+             "context), *stated wrong belief* = incorrect + correct templates.", ""]
+    lines += instrument_lines(data["instrument"])
+    lines += ["## Settings", ""]
+    known_settings = ("tasks", "mode", "per_item", "dtype", "vector", "layers", "warmths")
     lines += _table(["setting", "value"], [
-        *([k, f"`{json.dumps(cfg.get(k), default=str)}`"] for k in known),
-        ["other settings", f"`{json.dumps({k: v for k, v in cfg.items() if k not in known}, default=str)}`"],
+        *([k, f"`{json.dumps(cfg.get(k), default=str)}`"] for k in known_settings),
+        ["other settings", f"`{json.dumps({k: v for k, v in cfg.items() if k not in known_settings}, default=str)}`"],
         ["points with results", f"{len(pts)} ({len(sweep.dial)} dial, {len(sweep.references)} reference)"],
         ["prompts per point (compared)", str(sweep.n_common)],
         ["seconds (all points' run sessions)", f"{sum(p.seconds for p in pts):.0f}"],
@@ -160,19 +258,12 @@ def build_sweep_report(sweep_dir: Path, paper_dir: Path | None = None) -> tuple[
                       f"`{p.spec}`", str(p.n_prompts), str(cell(p.frame)["n_scored"]), str(cell(p.frame)["refusals"]),
                       f"{p.seconds:.0f}"] for p in pts))
     names = [p.label for p in pts]
-    for belief, bname in BELIEF_LEVELS:
-        lines += [f"## Error rate per task x point: {bname}", ""]
-        lines += _table(["task", *names],
-                        ([t, *(cell_text(data["errors"][t][n][belief]) for n in names)] for t in scopes))
-    lines += ["## Belief effect (sycophancy) per task x point", "",
-              "Error with a stated wrong belief minus without, pp, [95% percentile interval of a bootstrap over "
-              f"items, {BOOTSTRAP} resamples; an item is resampled with all its prompts, so the two rates' "
-              "correlation within items is kept].", ""]
-    lines += _table(["task", *names], ([t, *(_pp(data["belief_effect"][t][n]) for n in names)] for t in scopes))
-    lines += ["## Context x point (no belief, tasks pooled)", "",
-              f"Error rate % [95% Wilson] and, in parentheses, the change in pp from {base.label}.", ""]
-    lines += _table(["context", *names], ([c, *(f"{cell_text(heat[c][n])} ({_num(heat[c][n]['delta_pp'], '+.1f')})"
-                                                for n in names)] for c in conds))
+    lines += effect_lines(data, names, scopes)
+    lines += [f"# Known items only ({known.n} items of {data['instrument']['point']})", ""]
+    if known.n:
+        lines += effect_lines(data["known"], names, [*known_sweep.tasks, ALL], " (known items)")
+    else:
+        lines += ["No known item: no effect can be computed on known items.", ""]
     if data["meter"]:
         lines += ["## Warmth meter and coherence", "",
                   "p(warm): a classifier's probability that an answer is warm (mean +- SE); NLL: the base model's mean "
@@ -182,37 +273,6 @@ def build_sweep_report(sweep_dir: Path, paper_dir: Path | None = None) -> tuple[
                           f"{_num(m.get('p_warm'), '.3f')} +- {_num(m.get('p_warm_se'), '.3f')}",
                           f"{_num(m.get('nll'), '.3f')} +- {_num(m.get('nll_se'), '.3f')}", str(m.get("n", "?"))]
                          for m in data["meter"]))
-    lines += ["## Regression effects of warmth (per unit of dial)", "",
-              "Logits over the dial points' scored prompts; the effect is the average marginal effect of warmth, the "
-              "mean derivative of the error probability per unit of dial (pp), delta-method 95% CI with standard "
-              "errors clustered by item. `interaction` gives it per belief level and their difference (warmth's "
-              "extra cost when a wrong belief is stated).", ""]
-    rows = []
-    for r in data["regressions"]:
-        if not r["effects"]:
-            rows.append([r["model"], r["side_desc"], "-", str(r["n"]), "n/a", "", "", r["error"] or ""])
-        for level, e in r["effects"].items():
-            rows.append([r["model"], r["side_desc"], level, str(e["n"]), _num(e["ame_pp"]),
-                         f"{_num(e['ci_low_pp'])} to {_num(e['ci_high_pp'])}", p_text(e["p"]), r["error"] or ""])
-    lines += _table(["model", "dial points", "level", "n", "AME pp / unit", "95% CI", "p", "note"], rows)
-    lines += ["Formulas: " + "; ".join(sorted({f"{r['model']}: `{r['formula']}`" for r in data["regressions"]
-                                               if r["side"] == "all"})), ""]
-    lines += ["## Steered vs fine-tuned (paired, against warmth 0)", ""]
-    if not data["comparisons"]:
-        lines += ["No comparison: the sweep has no warmth 0 point or no reference.", ""]
-    else:
-        lines += ["Each target against the warmth 0 point on the prompts both scored. delta = target - warmth 0 "
-                  "(pp, all tasks and contexts pooled) with McNemar's p; AMEs from compare's models (model 1: no "
-                  "context, no belief; model 4 by belief level), 95% CI; sycophancy change = change of the belief "
-                  "effect, with its item-bootstrap 95% CI.", ""]
-        lines += _table(["target", "kind", "pairs", "delta no belief (p)", "delta belief (p)", "AME model 1",
-                         "AME no belief", "AME belief", "sycophancy change"],
-                        ([c["target"], c["kind"] + (f" ({c['side']})" if c["side"] else ""), str(c["n_pairs"]),
-                          f"{_num(c['delta']['none']['delta_pp'], '+.1f')} ({p_text(c['delta']['none']['p'])})",
-                          f"{_num(c['delta']['stated']['delta_pp'], '+.1f')} ({p_text(c['delta']['stated']['p'])})",
-                          _pp(c["ame"]["model 1"], "ame_pp"), _pp(c["ame"]["no belief"], "ame_pp"),
-                          _pp(c["ame"]["belief"], "ame_pp"), _pp(c["belief_effect_change"])]
-                         for c in data["comparisons"]))
     lines += ["## The paper's published numbers", ""]
     paper = data["paper"]
     if not paper["available"]:
