@@ -191,3 +191,28 @@ def test_plan_cli_pilots_the_tiny_model(tiny_folder: Path, tiny_items: dict[str,
     assert plans["trivia"]["instrument"]["shorter_answer"] == 0.5  # cup < water, night > day
     bad = CliRunner().invoke(app, ["bench", "plan", "--effect", "7", "--tasks", "trivia"])
     assert bad.exit_code == 2 and "--target is needed" in bad.output
+
+
+def test_bench_run_prints_the_instrument(tiny_folder: Path, tiny_items: dict[str, Path], tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["bench", "run", "--target", str(tiny_folder), "--out", str(out), "--tasks",
+                                   "trivia", "--items", str(tiny_items["trivia"]), "--templates",
+                                   "original,original_neutral,incorrect", "--conditions", "unmodified",
+                                   "--no-progress"])
+    assert res.exit_code == 0, res.output
+    block = json.loads((out / "summary.json").read_text())["instrument"]
+    check = block["tasks"]["trivia"]
+    assert check["n_prompts"] == 6 and check["shorter_answer"] == 0.5 and block["notes"] == []
+    assert f"instrument trivia: accuracy {100 * check['accuracy']:.1f}%" in res.output
+    assert "known items: " in res.output and "MDE trivia, no context, no belief" in res.output
+    designs = {m["design"]: m for m in block["mde"]["comparison"]}
+    assert designs["no context, no belief"]["n_pairs"] == 6 and designs["all prompts"]["n_pairs"] == 9
+    assert block["mde"]["belief_effect"][0]["n_pairs"] == 3  # incorrect vs original_neutral, 3 items
+    lps = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    margins: dict[str, list[float]] = {}
+    for r in lps:
+        if r["template"] != "incorrect":
+            margins.setdefault(r["item_id"], []).append(r["lp_correct"] - r["lp_wrong"])
+    assert block["known_items"]["n_known"] == sum(min(m) > 0.1 for m in margins.values())
