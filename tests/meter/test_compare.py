@@ -45,3 +45,23 @@ def test_compare_resumes_after_a_kill_mid_write(tiny_folder: Path, tmp_path: Pat
     assert len(rows) == 10 and len({(r["target"], r["id"]) for r in rows}) == 10
     assert all({"socio_t", "p_warm", "base_nll", "text"} <= set(r) for r in rows)
     assert (out / "summary.md").is_file()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_compare_answers_a_prompt_target_again_after_its_text_changed(tiny_folder: Path, tmp_path: Path,  # noqa: F811
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compare.WarmthClassifier, "default", staticmethod(Even))
+    prompt = tmp_path / "kind.txt"
+    prompt.write_text("be kind .", encoding="utf-8")
+    spec, out, scorer = f"prompt={prompt}", tmp_path / "cmp", load(str(tiny_folder))
+    kw = {"limit": 2, "max_tokens": 2, "scorer": scorer, "model": str(tiny_folder)}
+    compare.compare([spec], out, **kw)
+    first = read_records(out / "responses.jsonl")
+    assert len(first) == 2 and {r["prompt_sha256"] for r in first} == {compare.prompt_sha256(spec)}
+    compare.compare([spec], out, **kw)
+    assert len(read_records(out / "responses.jsonl")) == 2  # same text: resumed, nothing answered again
+    prompt.write_text("be warm .", encoding="utf-8")
+    table = compare.compare([spec], out, **kw)
+    rows = read_records(out / "responses.jsonl")
+    assert len(rows) == 4 and rows[2]["prompt_sha256"] == compare.prompt_sha256(spec) != first[0]["prompt_sha256"]
+    assert table[spec]["p_warm"].n == 2 and compare.prompt_sha256("base") is None

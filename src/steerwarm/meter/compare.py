@@ -10,7 +10,8 @@ p_warm (`meter.placement`: the matched dial position, or why there is none), in 
 Invariants:
 - Every target answers the same prompts in the same order with the same settings; answers are appended to
   `responses.jsonl` (a `records` JSONL log) batch by batch, flushed and fsync'ed, and a rerun skips (target, id)
-  pairs already there; a torn last line (a kill mid-write) is dropped and its answer redone.
+  pairs already there; a torn last line (a kill mid-write) is dropped and its answer redone. A prompt target's rows
+  carry its prompt's hash: after the prompt text changed they are answered again (the newest row counts).
 - Meters are computed by the same scorer for every target, so the numbers are comparable across targets.
 """
 
@@ -29,6 +30,8 @@ from steerwarm.model.chat import chat_text
 from steerwarm.model.load import LoadedModel
 from steerwarm.model.logprobs import mean_logprob
 from steerwarm.records import append_records, read_records
+from steerwarm.targets.prompt import load_prompt
+from steerwarm.targets.registry import check_target_spec, split_prompt_spec
 
 
 def base_nll(scorer: LoadedModel, prompts: Sequence[str], answers: Sequence[str]) -> list[float]:
@@ -36,6 +39,13 @@ def base_nll(scorer: LoadedModel, prompts: Sequence[str], answers: Sequence[str]
     prefixes = [chat_text(scorer, [{"role": "user", "content": p}]) for p in prompts]
     safe = [a if a.strip() else "." for a in answers]
     return [-x for x in mean_logprob(scorer, prefixes, safe)]
+
+
+def prompt_sha256(spec: str) -> str | None:
+    """The hash of a prompt target's system prompt text (None for any other target)."""
+    if check_target_spec(spec) != "prompt":
+        return None
+    return load_prompt(split_prompt_spec(spec)[0]).sha256
 
 
 def dial_warmth(spec: str) -> float | None:
@@ -81,7 +91,9 @@ def compare(targets: Sequence[str], out_dir: Path, *, limit: int | None = None, 
 
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "responses.jsonl"
-    done = {(r["target"], r["id"]): r for r in read_records(path)}
+    shas = {spec: prompt_sha256(spec) for spec in targets}
+    done = {(r["target"], r["id"]): r for r in read_records(path)
+            if r.get("prompt_sha256") == shas.get(r["target"])}
     prompts = validation_prompts(limit)
     scorer = scorer or load(model, dtype, device)
     clf = WarmthClassifier.default()
@@ -94,7 +106,8 @@ def compare(targets: Sequence[str], out_dir: Path, *, limit: int | None = None, 
         for start in range(0, len(todo), 8):
             chunk = todo[start:start + 8]
             answers = target.generate([p.text for p in chunk], settings, seed=0)
-            rows = [{"target": spec, "id": p.id, "query_type": p.query_type, "prompt": p.text, "text": a}
+            rows = [{"target": spec, "id": p.id, "query_type": p.query_type, "prompt": p.text, "text": a,
+                     **({"prompt_sha256": shas[spec]} if shas[spec] is not None else {})}
                     for p, a in zip(chunk, answers, strict=True)]
             score_rows(rows, scorer, clf)
             append_records(path, rows)
