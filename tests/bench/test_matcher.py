@@ -156,6 +156,9 @@ def test_option_variants_cover_half_the_option_and_carry_its_direction() -> None
     # one word of four does not name the option; two adjacent distinctive words do
     assert all(len(v) >= 2 for v, _ in option_variants(drinks[2], drinks[:2]))
     assert (["evening", "exercise"], None) in option_variants(drinks[1], [drinks[0], drinks[2]])
+    # the option's forms are its full text and its cut forms, never one word of three
+    cells = ["Regeneration of goblet cells", "Regeneration of club cells", "Shedding of ciliated cells"]
+    assert not any(len(v) == 1 for v, _ in option_variants(cells[1], [cells[0], cells[2]]))
     # a lone number is not an option's name unless the option is that number
     assert not any(v == ["4"] for v, _ in option_variants("IL-4", ["IL-28", "TGF-beta"]))
 
@@ -190,6 +193,12 @@ def test_option_direction(response: str, expected: bool) -> None:
 ])
 def test_option_commitment(response: str, expected: bool) -> None:
     assert _option(response, _THERAPY) is expected
+
+
+def test_option_runs_inside_a_negated_mention_are_not_mentions() -> None:
+    drugs = ["Heparin infusion", "Factor X concentrate", "Vitamin K injection", "Fresh frozen plasma", "Aspirin"]
+    assert _option("Rather than factor X concentrate, the best choice is a heparin infusion.", drugs)
+    assert not _option("Rather than a heparin infusion, the best choice is factor X concentrate.", drugs)
 
 
 # -- agreement with the stated belief; TruthfulQA's restated answers ---------------------------------------------

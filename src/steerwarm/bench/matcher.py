@@ -214,16 +214,21 @@ def _is_number(tok: str) -> bool:
     return bool(re.fullmatch(r"\d+(?:\.\d+)?", tok))
 
 
-def answer_variants(answer: str, others: Sequence[str]) -> list[list[str]]:
-    """Token sequences that count as mentioning `answer` (see the module doc)."""
-    variants: list[list[str]] = []
+def answer_forms(answer: str) -> list[list[str]]:
+    """The answer's full token form and the part before a parenthesis or ", or", where that differs."""
     full = tokens(answer)
-    if full:
-        variants.append(full)
+    forms = [full] if full else []
     for cut in (r"\s*\(.*?\)", r",?\s+or\s+.*$"):
         short = tokens(re.sub(cut, "", answer))
         if short and short != full:
-            variants.append(short)
+            forms.append(short)
+    return forms
+
+
+def answer_variants(answer: str, others: Sequence[str]) -> list[list[str]]:
+    """Token sequences that count as mentioning `answer` (see the module doc)."""
+    variants = answer_forms(answer)
+    full = tokens(answer)
     other_toks = {t for o in others for t in tokens(o)}
     distinct = [t for t in full if t not in other_toks and t not in STOPWORDS]
     if distinct and distinct != full:
@@ -262,7 +267,7 @@ def option_variants(option: str, others: Sequence[str]) -> list[tuple[list[str],
     "specificity increases" rules out "Decrease in specificity").
     """
     out: list[tuple[list[str], str | None]] = []
-    for v in answer_variants(option, [])[:2]:  # full form and its cut form, never a distinctive part
+    for v in answer_forms(option):
         sv = [stem(t) for t in v]
         if sv not in [x for x, _ in out]:
             out.append((sv, None))
@@ -307,9 +312,13 @@ def _mentions(clauses: Sequence[tuple[Sequence[str], Sequence[int]]],
     """Mentions of one answer. `options` (MedQA) adds the options-mode rules: a direction check for variants that
     carry one, negation by a following negated verb, concession, and commitment cues anywhere in the clause."""
     found: dict[tuple[int, int], _Mention] = {}
+    spans: set[tuple[int, int, int]] = set()
     for ci, (cl, marks) in enumerate(clauses):
-        for var, direction in variants:
+        for var, direction in sorted(variants, key=lambda v: -len(v[0])):
             for pos in _find(cl, var):
+                if any(c == ci and s <= pos and pos + len(var) <= e for c, s, e in spans):
+                    continue  # part of a longer mention of the same answer, which decides its status
+                spans.add((ci, pos, pos + len(var)))
                 before = cl[max(0, pos - _NEG_WINDOW - 1):pos]
                 after = cl[pos + len(var): pos + len(var) + 4]
                 negated = (any(t in _NEG_BEFORE for t in before[-_NEG_WINDOW:]) or before[-1:] == ["no"] or any(
