@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from steerwarm.bench.contexts import UNMODIFIED
+from steerwarm.bench.frames import belief_rows
 from steerwarm.bench.items import Item, load_items
 from steerwarm.bench.prompts import BELIEF_TEMPLATES
 from steerwarm.bench.replies import replies
@@ -224,14 +225,10 @@ DESIGNS = (("no context, no belief", "neutral"), ("no belief", "none"), ("stated
 
 
 def design_rows(df: pd.DataFrame, design: str) -> pd.DataFrame:
+    """The prompts of one design of DESIGNS: "neutral", a belief level of frames.belief_rows, or "all"."""
     if design == "neutral":
         return neutral_rows(df)
-    if design == "none":
-        return df[(df["template"] == "original") |
-                  ((df["template"] == "original_neutral") & (df["condition"] == UNMODIFIED))]
-    if design == "stated":
-        return df[df["template"].isin(BELIEF_TEMPLATES)]
-    return df
+    return df if design == "all" else belief_rows(df, design)
 
 
 def _mde_entry(name: str, n: int, psi: float, source: str) -> dict[str, Any]:
@@ -240,21 +237,28 @@ def _mde_entry(name: str, n: int, psi: float, source: str) -> dict[str, Any]:
             "mde_pp": 100 * mde if not math.isnan(mde) else math.nan}
 
 
+def design_mdes(df: pd.DataFrame, measure: Callable[[pd.DataFrame], tuple[int, float, str]]
+                ) -> list[dict[str, Any]]:
+    """MDE per task and design of DESIGNS, `measure` giving (pairs, discordance, its source) of a design's rows."""
+    out = []
+    for task in sorted(df["task"].unique()):
+        t = df[df["task"] == task]
+        for name, design in DESIGNS:
+            sub = design_rows(t, design)
+            if not sub.empty:
+                n, psi, source = measure(sub)
+                out.append({"task": task, **_mde_entry(name, n, psi, source)})
+    return out
+
+
 def comparison_mde(df: pd.DataFrame) -> list[dict[str, Any]]:
     """MDE of a future paired comparison of this run's target with another on the same prompts, per task and
     design; discordance assumed (independent errors at this run's error rate, `stats.independent_discordance`)."""
-    out = []
-    scored = df[df["is_incorrect"].notna()]
-    for task in sorted(scored["task"].unique()):
-        t = scored[scored["task"] == task]
-        for name, design in DESIGNS:
-            sub = design_rows(t, design)
-            if sub.empty:
-                continue
-            p = float(sub["is_incorrect"].mean())
-            out.append({"task": task, **_mde_entry(name, len(sub), independent_discordance(p),
-                                                   f"assumed: independent errors at {_pct(p)}")})
-    return out
+    def assumed(sub: pd.DataFrame) -> tuple[int, float, str]:
+        p = float(sub["is_incorrect"].mean())
+        return len(sub), independent_discordance(p), f"assumed: independent errors at {_pct(p)}"
+
+    return design_mdes(df[df["is_incorrect"].notna()], assumed)
 
 
 def belief_pairs(df: pd.DataFrame) -> pd.DataFrame:
@@ -293,16 +297,7 @@ def belief_effect_mde(df: pd.DataFrame) -> list[dict[str, Any]]:
 def paired_mde(pairs: pd.DataFrame) -> list[dict[str, Any]]:
     """MDE of a paired comparison that was run (compare.pair_frames: columns a, b), per task and design, with the
     discordance measured on the pairs."""
-    out = []
-    for task in sorted(pairs["task"].unique()):
-        t = pairs[pairs["task"] == task]
-        for name, design in DESIGNS:
-            sub = design_rows(t, design)
-            if sub.empty:
-                continue
-            n, psi = discordance(sub["a"], sub["b"])
-            out.append({"task": task, **_mde_entry(name, n, psi, "measured")})
-    return out
+    return design_mdes(pairs, lambda sub: (*discordance(sub["a"], sub["b"]), "measured"))
 
 
 @dataclass(frozen=True)
