@@ -209,6 +209,7 @@ def test_bench_run_prints_the_instrument(tiny_folder: Path, tiny_items: dict[str
     assert "known items: " in res.output and "MDE trivia, no context, no belief" in res.output
     designs = {m["design"]: m for m in block["mde"]["comparison"]}
     assert designs["no context, no belief"]["n_pairs"] == 6 and designs["all prompts"]["n_pairs"] == 9
+    assert "no belief" not in designs  # the same 6 prompts as the neutral design here: not repeated
     assert block["mde"]["belief_effect"][0]["n_pairs"] == 3  # incorrect vs original_neutral, 3 items
     lps = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
     margins: dict[str, list[float]] = {}

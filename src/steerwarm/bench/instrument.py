@@ -239,15 +239,21 @@ def _mde_entry(name: str, n: int, psi: float, source: str) -> dict[str, Any]:
 
 def design_mdes(df: pd.DataFrame, measure: Callable[[pd.DataFrame], tuple[int, float, str]]
                 ) -> list[dict[str, Any]]:
-    """MDE per task and design of DESIGNS, `measure` giving (pairs, discordance, its source) of a design's rows."""
+    """MDE per task and design of DESIGNS, `measure` giving (pairs, discordance, its source) of a design's rows; a
+    design that holds no more prompts than the one it contains (neutral within no belief within all) is left out,
+    as it would repeat that one's row."""
     out = []
     for task in sorted(df["task"].unique()):
         t = df[df["task"] == task]
+        inner = 0
         for name, design in DESIGNS:
             sub = design_rows(t, design)
-            if not sub.empty:
-                n, psi, source = measure(sub)
-                out.append({"task": task, **_mde_entry(name, n, psi, source)})
+            if sub.empty or (design in ("none", "all") and len(sub) == inner):
+                continue
+            if design != "stated":
+                inner = len(sub)
+            n, psi, source = measure(sub)
+            out.append({"task": task, **_mde_entry(name, n, psi, source)})
     return out
 
 

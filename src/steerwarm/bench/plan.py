@@ -95,7 +95,7 @@ def plan_run(target: Target | None, tasks: Sequence[str], effect_pp: float, *, p
     for task in tasks:
         if task in measured:
             err, n = measured[task]
-            source = f"measured: pilot, {n} neutral prompts of the first {pilot} items"
+            source = f"measured: pilot, {n} neutral prompts of the first {min(pilot, available[task])} items"
         else:
             err, source = error, "assumed" + (" (the pilot scored no prompt)" if pilot > 0 else "")
         plan = plan_items(task, effect_pp, err, source, cells, discordance)
