@@ -53,13 +53,12 @@ def lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def assert_same_folders(a: Path, b: Path, *, same_order: bool = True) -> None:
-    """Every dial point's records in `a` equal those in `b` (scores to TOL, everything else exactly but the time)."""
-    for w in WARMTHS:
+def assert_same_folders(a: Path, b: Path, warmths: list[float] = WARMTHS) -> None:
+    """Every dial point's records in `a` equal those in `b`, in the same order (scores to TOL, everything else
+    exactly but the time), with the same run.json and summary."""
+    for w in warmths:
         run = f"runs/warmth{w:+.2f}"
         ra, rb = lines(a / run / "results.jsonl"), lines(b / run / "results.jsonl")
-        if not same_order:
-            ra, rb = sorted(ra, key=lambda r: r["prompt_id"]), sorted(rb, key=lambda r: r["prompt_id"])
         assert [r["prompt_id"] for r in ra] == [r["prompt_id"] for r in rb] and len(ra) == 20
         for x, y in zip(ra, rb, strict=True):
             assert {k: v for k, v in x.items() if k not in (*SCORES, "time")} == \
@@ -83,6 +82,7 @@ def test_forked_sweep_equals_separate_points(tiny_folder: Path, tiny_items: dict
     monkeypatch.setattr(lk, "score_pairs_forked", spy)
     forked = run_sweep(config(tmp_path / "forked", tiny_folder, tiny_items, fork_dial), progress=False)
     assert passes == [5, 5, 5]  # 20 prompts in batches of 8: each batch once, for all five points
+    # (warm values fork at layer 1, cold values and 0 at layer 2: tests/targets/test_fork.py checks the plan)
     separate = run_sweep(config(tmp_path / "separate", tiny_folder, tiny_items, fork_dial, fork=False),
                          progress=False)
     assert len(passes) == 3  # the separate path never forks
@@ -103,25 +103,26 @@ def test_forked_sweep_equals_separate_points(tiny_folder: Path, tiny_items: dict
 def test_killed_forked_sweep_resumes_to_the_separate_result(tiny_folder: Path, tiny_items: dict[str, Path],
                                                              fork_dial: Path, tmp_path: Path) -> None:
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "steerwarm.cli", "sweep", "run", "--warmth", ",".join(map(str, WARMTHS)), "--out",
+    warmths = [-1.0, 0.0, 1.0]
+    cmd = [sys.executable, "-m", "steerwarm.cli", "sweep", "run", "--warmth", ",".join(map(str, warmths)), "--out",
            str(out), "--model", str(tiny_folder), "--vectors", str(fork_dial), "--tasks", "trivia,medqa",
            "--per-item", "4", "--batch-size", "8", "--meter-prompts", "0", "--no-progress",
            *[x for t in ("trivia", "medqa") for x in ("--items", f"{t}={tiny_items[t]}")]]
-    # batch 1 (8 prompts) for all five points is 40 records; the 52nd is half way through batch 2 of a point after
-    # the first (the workers append concurrently, so others may be cut in the same batch too)
-    env = {**os.environ, KILL_ENV: "52", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    # batch 1 (8 prompts) for all three points is 24 records; the 36th is half way through batch 2 of a point after
+    # the first (the workers append concurrently, so another may be cut in the same batch too)
+    env = {**os.environ, KILL_ENV: "36", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     killed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert killed.returncode == -9, killed.stderr[-2000:]
-    held = sorted(len(read_records(out / f"runs/warmth{w:+.2f}" / "results.jsonl")) for w in WARMTHS)
+    held = sorted(len(read_records(out / f"runs/warmth{w:+.2f}" / "results.jsonl")) for w in warmths)
     assert held[0] < 16 and held[-1] == 16  # the points stopped at different places, some mid-batch
     env.pop(KILL_ENV)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     separate = tmp_path / "separate"
-    run_sweep(config(separate, tiny_folder, tiny_items, fork_dial, fork=False), progress=False)
+    run_sweep(config(separate, tiny_folder, tiny_items, fork_dial, fork=False, warmths=warmths), progress=False)
     # the point cut mid-batch resumes with its batches cut elsewhere: the lockstep scores them in other
     # compositions (equal to float rounding), the records land in the same order
-    assert_same_folders(out, separate)
+    assert_same_folders(out, separate, warmths)
 
 
 def test_lockstep_serves_each_batch_once_and_stops_on_a_failure() -> None:
@@ -156,7 +157,8 @@ def test_lockstep_serves_each_batch_once_and_stops_on_a_failure() -> None:
 
     def asker() -> list[str]:
         try:
-            return lock.ask("a", [key("x")])
+            got: list[str] = lock.ask("a", [key("x")])
+            return got
         except LockstepAborted as exc:
             aborted.append(exc)
             raise

@@ -18,7 +18,7 @@ import torch
 import steerwarm.targets.likelihood as lk
 from steerwarm.model.load import LoadedModel
 from steerwarm.steer.dial import Dial
-from steerwarm.steer.fork import first_steered_layer, fork_rows
+from steerwarm.steer.fork import ForkPlan, first_steered_layer
 from steerwarm.steer.hooks import active_hooks
 from steerwarm.steer.vector import Calibration
 from steerwarm.targets.likelihood import PairScore, score_pairs, score_pairs_forked
@@ -71,13 +71,28 @@ def check(loaded: LoadedModel, dial: Dial, users: Sequence[str], pairs: Sequence
     assert active_hooks(loaded.model) == 0
 
 
-def test_first_steered_layer(btiny: LoadedModel) -> None:
+def test_fork_plan(btiny: LoadedModel) -> None:
     dial = tiny_dial(btiny, 1, 2)
     assert first_steered_layer(dial.specs([0.0, 0.5, -1.0])) == 1
     assert first_steered_layer(dial.specs([0.0, -1.0])) == 2  # the cold vector only
     assert first_steered_layer(dial.specs([0.0, 0.0])) is None
-    with pytest.raises(ValueError, match="out of range"), fork_rows(btiny.model, 7, 2):
+
+    def plan(warmths: list[float]) -> ForkPlan | None:
+        return ForkPlan.build(lambda streams: dial.specs([warmths[s] for s in streams]), len(warmths))
+
+    # warm values fork at 1 (the carrier goes on as stream 0, a cold value), cold values and 0 at 2
+    p = plan(WARMTHS)
+    assert p is not None and p.forks == [(1, [3, 4]), (2, [0, 1])]
+    assert p.segments == [[3, 4, 0], [3, 4, 0, 1, 2]] and p.position == [2, 3, 4, 0, 1]
+    p = plan([0.5, 1.0])  # one fork layer, no carrier left
+    assert p is not None and p.forks == [(1, [0, 1])] and p.segments == [[0, 1]] and p.position == [0, 1]
+    p = plan([0.0, 1.0])
+    assert p is not None and p.segments == [[1, 0]] and p.position == [1, 0]
+    assert plan([0.0, 0.0]) is None
+    bad = ForkPlan([(7, [0, 1])], [[0, 1]], [0, 1])
+    with pytest.raises(ValueError, match="out of range"), bad.apply(btiny.model, dial.specs, 1):
         pass
+    assert active_hooks(btiny.model) == 0
 
 
 @pytest.mark.parametrize("layers", [(1, 2), (0, 0), (2, 1)])

@@ -1,6 +1,7 @@
 """Forked dial points: the benchmark of every local dial point of a likelihood sweep run at once, each batch scored
-once for all the points that still need it (`targets.likelihood.score_pairs_forked`: the layers below the first
-steered layer run once), each point's records appended to its own run folder by its own `run_benchmark`.
+once for all the points that still need it (`targets.likelihood.score_pairs_forked`: the layers below a point's
+first steered layer run once for all points not yet steered), each point's records appended to its own run folder
+by its own `run_benchmark`.
 
 How: `run_lockstep` runs one job per point in a worker thread (the sweep's job is `bench.runner.run_benchmark`,
 unchanged: same records, run.json lock, resume and summary as a separate run); the point's target hands each batch

@@ -47,6 +47,16 @@ Invariants:
   body but not the URL. An endpoint that publishes no fingerprint is trusted by name.
 - Resume: each run folder appends per batch and skips what it holds; meter.jsonl skips labels it has, and the
   answer cache skips answers it has; a killed sweep rerun with the same command ends as an uninterrupted one would.
+- Forked dial points (`fork`, on by default; `fork=False` is the point-by-point path kept for comparison): in
+  likelihood mode, the local dial points that still need prompts run together (`run_forked`, `sweep.fork`): each
+  point's own `run_benchmark` runs in a worker thread (same records, record order, run.json lock, resume and
+  summary as a separate run; the same target description, so a folder may resume under either path), and each
+  batch is scored ONCE for every point that still needs it by `likelihood.score_pairs_forked` (the layers below
+  a point's first steered layer run once for all points not yet steered; from it on, one stacked copy per point).
+  Scores equal a separate run's up to float rounding (tests/sweep/test_fork_sweep.py: within 1e-5, identical
+  verdicts, also across a kill and resume). Generate mode, endpoint sweeps and references run point by point as before; the meter runs per point
+  after the forked benchmark. A forked point's run.json session time is the wall time of the forked run, which
+  all forked points share (their sum over points overcounts; sweep.json's session time does not).
 """
 
 from __future__ import annotations

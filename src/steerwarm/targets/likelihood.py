@@ -31,6 +31,16 @@ Invariants:
   and the output projection runs only where a scored token is predicted.
 - Steering specs come from a callable that receives the number of rows of each forward pass (1 for the shared
   prefix, the number of rows for the trees), so every position of prompt and reply is steered alike.
+- Forked scoring (`score_pairs_forked`, one code path with `score_pairs`: a single stream is the plain case): S
+  steering streams (e.g. dial values) score one batch together. Steering adds at the output of a decoder layer, so
+  below a stream's first steered layer it computes what the unsteered model does: those layers run once for all
+  streams not yet steered, on the same rows and shared prefix as a single stream would, and at each stream's first
+  steered layer its own stacked copy of the rows forks off (`steer.fork.ForkPlan`: with the shipped dial, layers
+  0-15 once, 16-18 for the warm values and one shared copy, 19-29 per dial value). This holds in the shared prefix
+  pass (whose cache then holds each layer's copies) and in the trees alike; the final norm and the output
+  projection at the scored positions run per stream. Stream s's scores equal `score_pairs` with its steering alone
+  up to float rounding of the larger matrix products (bit-identical in the tests and on the default model so
+  far); a stream set that steers nothing runs once.
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ if TYPE_CHECKING:
     import torch
 
     from steerwarm.model.load import LoadedModel
+    from steerwarm.steer.fork import ForkPlan
     from steerwarm.steer.hooks import SteerSpec
 
 SpecsFor = Callable[[int], "list[SteerSpec]"]
@@ -274,16 +285,14 @@ def _one_stream(specs_for: SpecsFor | None) -> RowSpecs | None:
     return rows
 
 
-def _steering(model: torch.nn.Module, row_specs: RowSpecs | None, streams: Sequence[int]) -> Any:
+def _steering(model: torch.nn.Module, row_specs: RowSpecs | None, rows: int, plan: ForkPlan | None) -> Any:
+    """Steering of a pass of `rows` rows: one stream's specs, or a fork plan's streams stacked (steer.fork)."""
     from steerwarm.steer.hooks import steer
 
-    return steer(model, row_specs(streams)) if row_specs is not None else nullcontext()
-
-
-def _forking(model: torch.nn.Module, fork_at: int | None, n_streams: int) -> Any:
-    from steerwarm.steer.fork import fork_rows
-
-    return fork_rows(model, fork_at, n_streams) if fork_at is not None else nullcontext()
+    if plan is not None:
+        assert row_specs is not None
+        return plan.apply(model, row_specs, rows)
+    return steer(model, row_specs([0] * rows)) if row_specs is not None else nullcontext()
 
 
 def _forward(model: torch.nn.Module, **kwargs: Any) -> Any:
@@ -310,8 +319,8 @@ def _common_prefix(seqs: Sequence[Sequence[int]]) -> int:
     return n
 
 
-def _prefix_cache(model: torch.nn.Module, prefix: list[int], row_specs: RowSpecs | None, n_streams: int,
-                  fork_at: int | None, memo: dict[tuple[int, ...], Any] | None) -> Any:
+def _prefix_cache(model: torch.nn.Module, prefix: list[int], row_specs: RowSpecs | None, plan: ForkPlan | None,
+                  memo: dict[tuple[int, ...], Any] | None) -> Any:
     """Key/value cache of a token prefix (batch 1; with streams, one row per stream above the fork layer), computed
     once per distinct prefix when a memo is given (a memo serves one steering configuration)."""
     import copy
@@ -326,7 +335,7 @@ def _prefix_cache(model: torch.nn.Module, prefix: list[int], row_specs: RowSpecs
     k, dev = len(prefix), input_device(model)
     # a cache without the model's config keeps every key, also on sliding-window layers (the model's own would keep
     # only the last `window`): the tree masks address prefix keys by position and apply the window themselves
-    with _forking(model, fork_at, n_streams), _steering(model, row_specs, range(n_streams)):
+    with _steering(model, row_specs, 1, plan):
         out = _forward(model, input_ids=torch.tensor([prefix], device=dev),
                        attention_mask=torch.ones((1, k), dtype=torch.long, device=dev),
                        position_ids=torch.arange(k, device=dev)[None, :], past_key_values=DynamicCache(),
@@ -378,12 +387,12 @@ def _score_streams(loaded: LoadedModel, pairs: Sequence[tuple[_Reply, _Reply]], 
     import torch
 
     model = loaded.model
-    fork_at: int | None = None
+    plan: ForkPlan | None = None
     if n_streams > 1:
-        from steerwarm.steer.fork import first_steered_layer
+        from steerwarm.steer.fork import ForkPlan
 
-        fork_at = first_steered_layer(row_specs(range(n_streams))) if row_specs is not None else None
-        if fork_at is None:  # no stream steers anything: every stream is the unsteered model
+        plan = ForkPlan.build(row_specs, n_streams) if row_specs is not None else None
+        if plan is None:  # no stream steers anything: every stream is the unsteered model
             return _score_streams(loaded, pairs, 1, None, prefix_memo) * n_streams
     impl = getattr(getattr(model, "config", None), "_attn_implementation", None) or "eager"
     if impl not in ("sdpa", "eager"):
@@ -424,15 +433,15 @@ def _score_streams(loaded: LoadedModel, pairs: Sequence[tuple[_Reply, _Reply]], 
     with torch.inference_mode():
         cache = None
         if k:
-            cache = _prefix_cache(model, fed[0][:k], row_specs, n_streams, fork_at, prefix_memo)
+            cache = _prefix_cache(model, fed[0][:k], row_specs, plan, prefix_memo)
             cache.batch_repeat_interleave(len(trees))
         kwargs = {"input_ids": ids.to(dev), "attention_mask": mask, "position_ids": pos.to(dev),
                   "past_key_values": cache, "use_cache": cache is not None}
-        # stream s's copy of tree row r is row s * len(trees) + r (steer.fork)
-        streams = [s for s in range(n_streams) for _ in trees]
-        rows = torch.cat([rows + s * len(trees) for s in range(n_streams)])
+        # stream s's copy of tree row r is row position[s] * len(trees) + r (steer.fork)
+        position = plan.position if plan is not None else [0]
+        rows = torch.cat([rows + position[s] * len(trees) for s in range(n_streams)])
         nodes = nodes.repeat(n_streams)
-        with _forking(model, fork_at, n_streams), _steering(model, row_specs, streams):
+        with _steering(model, row_specs, len(trees), plan):
             if decoder is not None and isinstance(head, torch.nn.Linear):
                 hidden = decoder(**kwargs).last_hidden_state
                 logits = head(hidden[rows.to(hidden.device), nodes.to(hidden.device)])
