@@ -54,9 +54,10 @@ Invariants:
   batch is scored ONCE for every point that still needs it by `likelihood.score_pairs_forked` (the layers below
   a point's first steered layer run once for all points not yet steered; from it on, one stacked copy per point).
   Scores equal a separate run's up to float rounding (tests/sweep/test_fork_sweep.py: within 1e-5, identical
-  verdicts, also across a kill and resume). Generate mode, endpoint sweeps and references run point by point as before; the meter runs per point
-  after the forked benchmark. A forked point's run.json session time is the wall time of the forked run, which
-  all forked points share (their sum over points overcounts; sweep.json's session time does not).
+  verdicts, also across a kill and resume). Generate mode, endpoint sweeps and references run point by point as
+  before; the meter runs per point after the forked benchmark. A forked point's run.json session time is the wall
+  time of the forked run, which all forked points share (their sum over points overcounts; sweep.json's session
+  time does not).
 """
 
 from __future__ import annotations
