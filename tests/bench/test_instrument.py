@@ -16,7 +16,9 @@ from steerwarm.bench.contexts import load_contexts
 from steerwarm.bench.instrument import (
     belief_pairs,
     instrument_check,
+    item_design_effect,
     known_items,
+    paired_mde,
     plan_items,
     shorter_answer_accuracy,
     task_instrument,
@@ -217,3 +219,27 @@ def test_bench_run_prints_the_instrument(tiny_folder: Path, tiny_items: dict[str
         if r["template"] != "incorrect":
             margins.setdefault(r["item_id"], []).append(r["lp_correct"] - r["lp_wrong"])
     assert block["known_items"]["n_known"] == sum(min(m) > 0.1 for m in margins.values())
+
+
+def test_item_design_effect_measures_how_one_items_prompts_move_together() -> None:
+    import pandas as pd
+
+    def pairs(ds: list[list[int]]) -> pd.DataFrame:
+        rows = [{"task": "trivia", "item_id": f"trivia:{i}", "a": int(d < 0), "b": int(d > 0)}
+                for i, item in enumerate(ds) for d in item]
+        return pd.DataFrame(rows)
+
+    # every item's 4 prompts agree (d = +1, +1, +1, +1 or -1 x 4, mean 0): clustered variance 4x the independent one
+    assert item_design_effect(pairs([[1] * 4, [-1] * 4, [0] * 4, [1] * 4, [-1] * 4])) == 4.0
+    # within each item the differences cancel: DEFF 0; by hand with an effect: d = (1, 1), (1, 0), (0, -1), mean 1/3
+    assert item_design_effect(pairs([[1, -1], [-1, 1]])) == 0.0
+    by_hand = ((2 - 2 / 3) ** 2 + (1 - 2 / 3) ** 2 + (-1 - 2 / 3) ** 2) / (
+        3 * (2 / 3) ** 2 + 2 * (1 / 3) ** 2 + (4 / 3) ** 2)
+    assert item_design_effect(pairs([[1, 1], [1, 0], [0, -1]])) == pytest.approx(by_hand)
+    assert math.isnan(item_design_effect(pairs([[0, 0]])))
+    # independent prompts: about 1 (4000 items x 3 prompts, discordance 30%; sd of the estimate about 0.03)
+    rng = np.random.default_rng(7)
+    d = rng.choice([-1, 0, 1], p=[0.15, 0.7, 0.15], size=(4000, 3)).tolist()
+    assert abs(item_design_effect(pairs(d)) - 1.0) < 0.12
+    entry = paired_mde(pairs([[1] * 4, [-1] * 4, [0] * 4] * 30).assign(template="original", condition="x"))
+    assert entry[0]["mde_items_pp"] == pytest.approx(entry[0]["mde_pp"] * 2)

@@ -15,7 +15,8 @@ and which items does the reference know.
    a pair of runs, or, for one run, assumed: two targets erring independently at this run's rate, which is
    conservative), and the belief effect within one target (each belief prompt paired with the no-belief prompt of
    the same item and condition: `original_neutral` under no context, `original` under a context; discordance
-   measured). `plan_items` inverts it.
+   measured). `plan_items` inverts it. McNemar treats pairs as independent; one item's prompts are not, so where
+   the pairs are measured the MDE is also given clustered by item (`item_design_effect`).
 3. Known items (as MASK keeps the facts a model knows): the items the reference answers correctly with a margin in
    EVERY neutral prompt: likelihood mode, lp_correct - lp_wrong > `DEFAULT_MARGIN` (mean log-prob per token of
    the differing span, nats; 0.1 means the correct reply's per-token probability is at least e^0.1 = 1.105 times
@@ -62,6 +63,10 @@ def neutral_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{100 * x:.1f}%"
+
+
+def _num(x: float | None, fmt: str = ".1f") -> str:
+    return "n/a" if x is None or math.isnan(x) else format(x, fmt)
 
 
 # -- baselines ------------------------------------------------------------------------------------------------------
@@ -231,15 +236,33 @@ def design_rows(df: pd.DataFrame, design: str) -> pd.DataFrame:
     return df if design == "all" else belief_rows(df, design)
 
 
-def _mde_entry(name: str, n: int, psi: float, source: str) -> dict[str, Any]:
+def _mde_entry(name: str, n: int, psi: float, source: str, deff: float = math.nan) -> dict[str, Any]:
     mde = mcnemar_mde(n, psi, alpha=ALPHA, power=POWER) if n else math.nan
+    item = 100 * mde * math.sqrt(deff) if not (math.isnan(mde) or math.isnan(deff)) else math.nan
     return {"design": name, "n_pairs": n, "discordance": psi, "discordance_source": source,
-            "mde_pp": 100 * mde if not math.isnan(mde) else math.nan}
+            "mde_pp": 100 * mde if not math.isnan(mde) else math.nan, "item_design_effect": deff,
+            "mde_items_pp": item}
 
 
-def design_mdes(df: pd.DataFrame, measure: Callable[[pd.DataFrame], tuple[int, float, str]]
+def item_design_effect(pairs: pd.DataFrame) -> float:
+    """How much the prompts of one item move together in a paired comparison (columns task, item_id, a, b): with
+    d = b - a per pair and D_i its sum over item i's n_i pairs, DEFF = sum_i (D_i - n_i mean(d))^2 /
+    sum (d - mean(d))^2, the variance of the mean difference clustered by item over its variance for independent
+    pairs (1 for independent prompts, up to the prompts per item when they always agree). The MDE clustered by
+    item is the McNemar MDE times sqrt(DEFF) (`mde_items_pp`); NaN without a discordant pair."""
+    d = pairs["b"].astype(int) - pairs["a"].astype(int)
+    centred = d - float(d.mean()) if len(d) else d
+    denom = float((centred * centred).sum())
+    if denom == 0:
+        return math.nan
+    per_item = centred.groupby([pairs["task"], pairs["item_id"]]).sum()
+    return float((per_item * per_item).sum()) / denom
+
+
+def design_mdes(df: pd.DataFrame, measure: Callable[[pd.DataFrame], tuple[int, float, str, float]]
                 ) -> list[dict[str, Any]]:
-    """MDE per task and design of DESIGNS, `measure` giving (pairs, discordance, its source) of a design's rows; a
+    """MDE per task and design of DESIGNS, `measure` giving (pairs, discordance, its source, the item design effect
+    or NaN) of a design's rows; a
     design that holds no more prompts than the one it contains (neutral within no belief within all) is left out,
     as it would repeat that one's row."""
     out = []
@@ -252,17 +275,16 @@ def design_mdes(df: pd.DataFrame, measure: Callable[[pd.DataFrame], tuple[int, f
                 continue
             if design != "stated":
                 inner = len(sub)
-            n, psi, source = measure(sub)
-            out.append({"task": task, **_mde_entry(name, n, psi, source)})
+            out.append({"task": task, **_mde_entry(name, *measure(sub))})
     return out
 
 
 def comparison_mde(df: pd.DataFrame) -> list[dict[str, Any]]:
     """MDE of a future paired comparison of this run's target with another on the same prompts, per task and
     design; discordance assumed (independent errors at this run's error rate, `stats.independent_discordance`)."""
-    def assumed(sub: pd.DataFrame) -> tuple[int, float, str]:
+    def assumed(sub: pd.DataFrame) -> tuple[int, float, str, float]:
         p = float(sub["is_incorrect"].mean())
-        return len(sub), independent_discordance(p), f"assumed: independent errors at {_pct(p)}"
+        return len(sub), independent_discordance(p), f"assumed: independent errors at {_pct(p)}", math.nan
 
     return design_mdes(df[df["is_incorrect"].notna()], assumed)
 
@@ -296,14 +318,14 @@ def belief_effect_mde(df: pd.DataFrame) -> list[dict[str, Any]]:
         t = pairs[pairs["task"] == task]
         n, psi = discordance(t["a"], t["b"])
         out.append({"task": task, **_mde_entry("belief effect (belief vs its no-belief control)", n, psi,
-                                               "measured")})
+                                               "measured", item_design_effect(t))})
     return out
 
 
 def paired_mde(pairs: pd.DataFrame) -> list[dict[str, Any]]:
     """MDE of a paired comparison that was run (compare.pair_frames: columns a, b), per task and design, with the
     discordance measured on the pairs."""
-    return design_mdes(pairs, lambda sub: (*discordance(sub["a"], sub["b"]), "measured"))
+    return design_mdes(pairs, lambda sub: (*discordance(sub["a"], sub["b"]), "measured", item_design_effect(sub)))
 
 
 @dataclass(frozen=True)
@@ -439,12 +461,14 @@ def instrument_markdown(checks: Sequence[TaskInstrument], known: KnownItems | No
     if mde:
         lines += ["Minimum detectable effect (pp; 80% power, two-sided 5% level, McNemar normal approximation with "
                   "continuity correction, Connor 1987; pairs assumed independent, so with several prompts per item "
-                  "the true MDE is larger):", "",
-                  "| task | design | pairs | discordance | source | MDE pp |", "|---|---|---|---|---|---|"]
+                  "the true MDE is larger; where measured, the MDE clustered by item is the MDE times the square root "
+                  "of the item design effect, `item_design_effect`):", "",
+                  "| task | design | pairs | discordance | source | MDE pp | item design effect | MDE by item pp |",
+                  "|---|---|---|---|---|---|---|---|"]
         for m in mde:
-            v = m["mde_pp"]
+            v, deff, vi = m["mde_pp"], m.get("item_design_effect", math.nan), m.get("mde_items_pp", math.nan)
             lines.append(f"| {m['task']} | {m['design']} | {m['n_pairs']} | {_pct(m['discordance'])} | "
-                         f"{m['discordance_source']} | {'n/a' if math.isnan(v) else f'{v:.1f}'} |")
+                         f"{m['discordance_source']} | {_num(v)} | {_num(deff, '.2f')} | {_num(vi)} |")
         lines.append("")
     if known is not None:
         lines += [f"Known items: {known.text()}.", ""]

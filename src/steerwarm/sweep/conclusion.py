@@ -86,7 +86,9 @@ def instrument_sentences(data: dict[str, Any]) -> list[str]:
     pooled = [m for m in block["mde"] if m["task"] == ALL and m["design"] == "no context, no belief"
               and " vs " in m["comparison"] and not math.isnan(_val(m, "mde_pp"))]
     if pooled:
-        parts = [f"{m['comparison']} {m['mde_pp']:.1f} pp ({m['n_pairs']} pairs, discordance "
+        parts = [f"{m['comparison']} {m['mde_pp']:.1f} pp" + (
+                 f", {m['mde_items_pp']:.1f} pp allowing for the correlation of one item's prompts"
+                 if not math.isnan(_val(m, "mde_items_pp")) else "") + f" ({m['n_pairs']} pairs, discordance "
                  f"{100 * m['discordance']:.1f}% {m['discordance_source']}; the paper's +{PAPER_HEADLINE_PP} pp is "
                  f"{'below' if PAPER_HEADLINE_PP < m['mde_pp'] else 'above'} it)" for m in pooled]
         out.append("Smallest error change each paired comparison detects with 80% power (two-sided 5%), no context "

@@ -194,11 +194,14 @@ def instrument_lines(block: dict[str, Any]) -> list[str]:
     lines += [f"- note: {n}" for n in block["notes"]]
     lines += ["", "Minimum detectable effect (pp; 80% power, two-sided 5% level; McNemar normal approximation with "
               "continuity correction, Connor 1987; discordance measured on the pairs, or assumed where marked; pairs "
-              "assumed independent, so with several prompts per item the true MDE is larger). Tasks pooled; per "
-              "task in report.json.", ""]
-    lines += _table(["comparison", "design", "pairs", "discordance", "source", "MDE pp"],
+              "assumed independent; MDE by item: times the square root of the item design effect, the variance "
+              "of the mean difference clustered by item over that of independent pairs). Tasks pooled; per task in "
+              "report.json.", ""]
+    lines += _table(["comparison", "design", "pairs", "discordance", "source", "MDE pp", "item design effect",
+                     "MDE by item pp"],
                     ([m["comparison"], m["design"], str(m["n_pairs"]), _num(100 * m["discordance"], ".1f") + "%",
-                      m["discordance_source"], _num(m["mde_pp"], ".1f")] for m in block["mde"] if m["task"] == ALL))
+                      m["discordance_source"], _num(m["mde_pp"], ".1f"), _num(m.get("item_design_effect"), ".2f"),
+                      _num(m.get("mde_items_pp"), ".1f")] for m in block["mde"] if m["task"] == ALL))
     lines += [f"Known items of {block['point']}: {known['n_known']} ({per}); rule: {known['rule']}. Every effect is "
               "reported on all items, then again on the known items only (section \"Known items only\").", ""]
     return lines
