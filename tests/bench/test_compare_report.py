@@ -154,6 +154,7 @@ def test_compare_and_report_on_all_items_and_on_known_items(tmp_path: Path) -> N
     md = to_markdown(cmp)
     assert md.index("## Instrument") < md.index("## trivia") < md.index(f"# Known items only ({len(known)} items")
     assert "Regressions on known items" in md and "MDE pp" in md
+    assert "### This comparison\n\nMinimum detectable effect" in md  # MDEs only: no empty table of checks
     text, data = build_report([a, b])
     assert data["known_items"]["n_known"] == len(known)
     assert text.index("## Instrument") < text.index("## Per task: no context, no belief") < text.index(

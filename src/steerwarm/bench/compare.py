@@ -207,9 +207,9 @@ def instrument_section(cmp: Comparison) -> list[str]:
              "context, no belief) with a 95% Wilson interval, against chance and the rule \"pick the shorter answer\" "
              "(bench.instrument).", ""]
     for name, checks in cmp.instrument.items():
-        lines += [f"### {name}", "", *instrument_markdown([TaskInstrument.from_record(c) for c in checks], None)]
+        lines += [f"### {name}", "", *instrument_markdown([TaskInstrument.from_record(c) for c in checks])]
     if cmp.mde:
-        lines += ["### This comparison", "", *instrument_markdown([], None, cmp.mde)]
+        lines += ["### This comparison", "", *instrument_markdown([], cmp.mde)]
     if cmp.known is not None:
         per = ", ".join(f"{t} {v['known']}/{v['items']}" for t, v in cmp.known["per_task"].items())
         lines += [f"Known items (of the reference A): {cmp.known['n_known']} ({per}); rule: {cmp.known['rule']}. "
@@ -232,7 +232,7 @@ def to_markdown(cmp: Comparison) -> str:
                   "prompts)", ""]
         if known.n_pairs:
             lines += [*cells_markdown(known), *regressions_markdown(known, "Regressions on known items"), "",
-                      *instrument_markdown([], None, known.mde)]
+                      *instrument_markdown([], known.mde)]
         else:
             lines += ["No known item: nothing to compare.", ""]
     lines += ["For scale, the paper's warm fine-tunes: +7.43 pp with no context and no belief, +8.87 pp with "

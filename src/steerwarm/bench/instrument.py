@@ -446,18 +446,16 @@ def cannot_measure(block: dict[str, Any]) -> list[str]:
     return [t for t, c in block.get("tasks", {}).items() if c.get("can_measure") is False]
 
 
-def instrument_markdown(checks: Sequence[TaskInstrument], known: KnownItems | None,
-                        mde: Sequence[dict[str, Any]] = ()) -> list[str]:
+def instrument_markdown(checks: Sequence[TaskInstrument], mde: Sequence[dict[str, Any]] = ()) -> list[str]:
     """Markdown lines of the instrument section (shared by bench compare, bench report and the sweep report)."""
     lines = ["| task | neutral prompts (items) | accuracy [95% CI] | chance | shorter answer | verdict |",
-             "|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|"] if checks else []
     for c in checks:
         lines.append(f"| {c.task} | {c.n_prompts} ({c.n_items}) | {_pct(c.accuracy)} [{_pct(c.ci_low)}-"
                      f"{_pct(c.ci_high)}] | {_pct(c.chance)} | {_pct(c.shorter)} | "
                      f"{'**' + c.verdict + '**' if c.can_measure is False else c.verdict} |")
-    lines.append("")
-    lines += [f"- {c.task}: {c.reason}" for c in checks]
-    lines.append("")
+    if checks:
+        lines += ["", *(f"- {c.task}: {c.reason}" for c in checks), ""]
     if mde:
         lines += ["Minimum detectable effect (pp; 80% power, two-sided 5% level, McNemar normal approximation with "
                   "continuity correction, Connor 1987; pairs assumed independent, so with several prompts per item "
@@ -470,6 +468,4 @@ def instrument_markdown(checks: Sequence[TaskInstrument], known: KnownItems | No
             lines.append(f"| {m['task']} | {m['design']} | {m['n_pairs']} | {_pct(m['discordance'])} | "
                          f"{m['discordance_source']} | {_num(v)} | {_num(deff, '.2f')} | {_num(vi)} |")
         lines.append("")
-    if known is not None:
-        lines += [f"Known items: {known.text()}.", ""]
     return lines

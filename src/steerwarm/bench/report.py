@@ -87,7 +87,7 @@ def build_report(run_dirs: Sequence[Path], reference: int = 0) -> tuple[str, dic
         else:
             mde = paired_mde(pair_frames(frames[ref], frames[i]))
         data["instrument"][name] = {"tasks": [c.record() for c in checks], "mde": mde}
-        lines += [f"### {name}", "", *instrument_markdown(checks, None, mde)]
+        lines += [f"### {name}", "", *instrument_markdown(checks, mde)]
     lines += [f"Known items (of the reference, {names[ref]}): {known.text()}. The tables below are given on all "
               "items, then on the known items only.", ""]
     lines += tables(names, frames, ref, data["tasks"], "")

@@ -190,7 +190,7 @@ def instrument_lines(block: dict[str, Any]) -> list[str]:
              f"The baseline point {block['point']}: accuracy on the neutral prompts (original and original_neutral, "
              "no context, no belief) with a 95% Wilson interval, against chance and the rule \"pick the shorter "
              "answer\" (bench.instrument); a task whose interval does not lie above both cannot measure an effect.", "",
-             *instrument_markdown(checks, None)]
+             *instrument_markdown(checks)]
     lines += [f"- note: {n}" for n in block["notes"]]
     lines += ["", "Minimum detectable effect (pp; 80% power, two-sided 5% level; McNemar normal approximation with "
               "continuity correction, Connor 1987; discordance measured on the pairs, or assumed where marked; pairs "
