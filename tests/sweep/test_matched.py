@@ -64,4 +64,3 @@ def test_without_meter_readings_there_is_nothing_to_match(tmp_path: Path) -> Non
     matched = matched_comparisons(sweep, read_meter(sweep), boots)
     assert matched == {"curve": [], "references": []}
     assert matched_markdown(matched, sweep.tasks) == []
-    assert plot_matched(matched, tmp_path / "m.png") is None

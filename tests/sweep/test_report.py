@@ -121,12 +121,14 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Pa
 def test_files_and_rates_match_results(report: tuple[Path, dict[str, Path], dict[str, Any], str]) -> None:
     sweep, paths, data, md = report
     assert paths["markdown"] == sweep / "report" / "report.md"
-    for stem in [*PNGS, "meter-vs-warmth"]:
+    for stem in [*PNGS, "meter-vs-warmth", "cost-vs-measured-warmth"]:
         assert paths[stem].is_file() and paths[stem].stat().st_size > 10_000, stem
         assert f"]({stem}.png)" in md
     for section in ("## Settings", "## Error rate per task x point: no belief", "## Belief effect",
                     "## Context x point", "## Warmth meter", "## Regression effects of warmth",
-                    "## Steered vs fine-tuned", "## The paper's published numbers", "## Conclusion"):
+                    "## Steered vs fine-tuned", "## The paper's published numbers", "## Conclusion",
+                    "## Dial, prompt and fine-tune at matched warmth",
+                    "## Dial, prompt and fine-tune at matched warmth (known items)"):
         assert section in md, section
     assert "finetune-warm-minus-cold" in md and "float32" in md
     meta = json.loads((sweep / "sweep.json").read_text())

@@ -168,11 +168,10 @@ def matched_markdown(matched: dict[str, Any], tasks: Sequence[str]) -> list[str]
     return [*lines, ""]
 
 
-def plot_matched(matched: dict[str, Any], path: Path) -> Path | None:
+def plot_matched(matched: dict[str, Any], path: Path) -> Path:
     """Error rate (no belief) and belief effect against measured p_warm, tasks pooled: the dial as a line through its
-    points, each reference as a labelled marker, all with their 95% intervals (p_warm: +-1.96 SE)."""
-    if not matched["curve"] and not matched["references"]:
-        return None
+    points, each reference as a labelled marker, all with their 95% intervals (p_warm: +-1.96 SE). The report draws
+    it only when a reference has a meter reading."""
     from steerwarm.plots import pyplot
 
     plt = pyplot()

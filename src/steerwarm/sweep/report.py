@@ -6,7 +6,7 @@ Input: a sweep folder, SWEEP_DIR/sweep.json (`config`, `points`: label, kind "di
 references), spec, run) and one ordinary benchmark run folder per point (SWEEP_DIR/<point.run>/results.jsonl),
 optionally SWEEP_DIR/meter.jsonl (per point: p_warm, p_warm_se, nll, nll_se, n). Output (default SWEEP_DIR/report):
 report.md, report.json and the PNGs errors-vs-warmth, belief-effect-vs-warmth, context-warmth-heatmap and (with a
-meter file) meter-vs-warmth.
+meter file) meter-vs-warmth and, when a reference has a meter reading, cost-vs-measured-warmth.
 
 Invariants:
 - A pure function of the sweep folder (and the paper's summary CSVs, read only, never copied): every number is
@@ -28,6 +28,8 @@ Invariants:
   prompts against chance and the shorter-answer rule per task (flagged where a task cannot measure an effect), the
   minimum detectable effects of the paired comparisons, and the baseline's known items; every effect table is then
   given again on the known items only (`data["known"]`, the same keys as the all-items numbers).
+- At matched warmth (`sweep.matched`): each reference with a meter reading is compared with the dial interpolated at
+  the dial value of equal p_warm (no extrapolation), on all items and on known items, with item-bootstrap intervals.
 - Conclusion rules: an effect is present when its 95% CI excludes 0; a fine-tune's effect is reproduced by steering
   when it lies inside the steered effect's 95% CI and the two are not both present with opposite signs.
 """
@@ -36,7 +38,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +68,7 @@ from steerwarm.sweep.effects import (
     task_scope,
 )
 from steerwarm.sweep.folder import Sweep, load_sweep, read_meter
+from steerwarm.sweep.matched import matched_comparisons, matched_markdown, plot_matched
 from steerwarm.sweep.plots import plot_belief_effect, plot_errors, plot_heatmap, plot_meter
 
 
@@ -126,6 +129,7 @@ def effect_numbers(sweep: Sweep) -> dict[str, Any]:
                               "cells": heat}
     out["regressions"] = dial_regressions(sweep)
     out["comparisons"] = comparisons(sweep, boots)
+    out["matched"] = matched_comparisons(sweep, read_meter(sweep), boots)
     return out
 
 
@@ -178,6 +182,8 @@ def effect_lines(data: dict[str, Any], names: Sequence[str], scopes: Sequence[st
                           _pp(c["ame"]["model 1"], "ame_pp"), _pp(c["ame"]["no belief"], "ame_pp"),
                           _pp(c["ame"]["belief"], "ame_pp"), _pp(c["belief_effect_change"])]
                          for c in data["comparisons"]))
+    lines += [f"{x}{suffix}" if x.startswith("## ") else x
+              for x in matched_markdown(data["matched"], [t for t in scopes if t != ALL])]
     return lines
 
 
@@ -314,11 +320,15 @@ def write_sweep_report(sweep_dir: Path, out_dir: Path | None = None, paper_dir: 
     lines, data = build_sweep_report(sweep_dir, Path(paper_dir) if paper_dir is not None else None)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out_dir / "report.md", "json": out_dir / "report.json"}
-    plots = [("errors-vs-warmth", plot_errors, "Error rate vs warmth"),
+    plots: list[tuple[str, Callable[[dict[str, Any], Path], Path], str]] = [
+             ("errors-vs-warmth", plot_errors, "Error rate vs warmth"),
              ("belief-effect-vs-warmth", plot_belief_effect, "Belief effect vs warmth"),
              ("context-warmth-heatmap", plot_heatmap, "Context x warmth")]
     if data["meter"]:
         plots.append(("meter-vs-warmth", plot_meter, "Warmth meter and NLL vs warmth"))
+    if data["matched"]["references"]:
+        plots.append(("cost-vs-measured-warmth", lambda d, out: plot_matched(d["matched"], out),
+                      "Error and belief effect vs measured warmth: dial, prompts, fine-tunes"))
     lines += ["## Plots", ""]
     for stem, fn, title in plots:
         paths[stem] = fn(data, out_dir / f"{stem}.png")
