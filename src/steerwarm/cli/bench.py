@@ -53,7 +53,8 @@ RetriesOpt = Annotated[int, typer.Option(min=0, help="Retries per endpoint reque
 
 @app.command("run")
 def run_cmd(
-    target: Annotated[str, typer.Option(help="base | warmth=W | finetune=warm|cold | MODEL_FOLDER | "
+    target: Annotated[str, typer.Option(help="base | warmth=W | finetune=NAME (warm, cold, "
+                                             "warm-epoch2, cold-epoch2) | prompt=warm|cold|FILE | MODEL_FOLDER | "
                                              "http://HOST:PORT/v1#MODEL")],
     out: Annotated[Path, typer.Option(help="Run folder (results.jsonl, run.json, summary.json); rerun to resume.")],
     tasks: Annotated[str, typer.Option(help="Comma-separated tasks.")] = ",".join(TASKS),

@@ -52,8 +52,8 @@ def score_command(
 
 @app.command("compare")
 def compare_command(
-    target: Annotated[list[str], typer.Option(help="base, warmth=W, finetune=warm|cold, a model folder, or an "
-                                                   "endpoint; repeat.")],
+    target: Annotated[list[str], typer.Option(help="base, warmth=W, finetune=NAME, prompt=warm|cold|FILE, a "
+                                                   "model folder, or an endpoint; repeat.")],
     out: Annotated[Path, typer.Option(help="Output folder (responses.jsonl, summary.md); reruns resume.")],
     limit: Annotated[int | None, typer.Option(help="Only the first N validation prompts (balanced by type).")]
     = None,

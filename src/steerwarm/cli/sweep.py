@@ -69,8 +69,8 @@ def run_cmd(
                         ] = None,
     mode: Annotated[str, typer.Option(help="likelihood (judge-free) or generate (the reference matcher).")
                     ] = "likelihood",
-    reference: Annotated[list[str] | None, typer.Option(help="Reference target: finetune=warm, finetune=cold, base, "
-                                                             "a model folder, an endpoint; repeat.")] = None,
+    reference: Annotated[list[str] | None, typer.Option(help="Reference target: finetune=NAME, prompt=warm|cold|FILE, "
+                                                             "base, a model folder, an endpoint; repeat.")] = None,
     per_item: Annotated[int | None, typer.Option(min=1, help="Seeded subsample: K prompts per item, the same at "
                                                              "every point.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="First N items per task.")] = None,

@@ -11,7 +11,6 @@ Invariants:
   meter row gets `matched_warmth`, the dial value whose answers have the same p_warm (`meter.placement`: the dial
   points' p_warm curve interpolated piecewise-linearly; None outside the measured range or where the curve is not
   monotone around the reading) and `matched_status` saying which ("matched", "above", "below", "ambiguous", ...).
-  `matched_dial_position` is re-exported here for the sweep's readers.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from steerwarm.bench.store import RunStore
 from steerwarm.bench.summary import cell, records_frame
 from steerwarm.meter.placement import dial_match
-from steerwarm.meter.placement import matched_dial_position as matched_dial_position  # re-exported
 from steerwarm.records import read_records
 
 if TYPE_CHECKING:

@@ -2,7 +2,8 @@
 
 Definition (the same for in-process models and endpoints):
 - The prompt is the conditioned user message in the model's chat template with its generation prompt (the model's
-  default system prompt included, none added). Steered targets are steered on every position of prompt and reply.
+  default system prompt included; a prompt target's `system` message as `targets.prompt` builds it, else none
+  added). Steered targets are steered on every position of prompt and reply.
 - Two assistant replies, given by the caller (the benchmark makes them from an item: `bench.replies`). Each reply
   is followed by the template's end-of-turn marker (for ChatML `<|im_end|>`), so a reply must also be a complete
   answer.
