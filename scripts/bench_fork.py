@@ -13,6 +13,11 @@ sums) and verdict agreement, and the projected time of the full grid (13 dial va
 On a shared machine absolute times move with the load; the interleaved ratio is the meaningful number.
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python scripts/bench_fork.py --batches 7 --rounds 2
+
+Measured 2026-12-03 (1 thread, the 2-core machine shared with two fine-tunings and other tests, load average 3-7;
+--batches 2, 13 dial values, two runs of 2 and 3 rounds): separate/forked per-round ratios 2.63, 1.78 and 2.20,
+2.08, 1.84 (median 2.08x; the layer count predicts 390/180 = 2.17x); forked scores bit-identical to separate ones
+(416/416 log-probability sums, same verdicts). Absolute times were 2-5x slower than on a quiet machine.
 """
 
 from __future__ import annotations
