@@ -58,12 +58,10 @@ if TYPE_CHECKING:
     import torch
 
     from steerwarm.model.load import LoadedModel
-    from steerwarm.steer.fork import ForkPlan
+    from steerwarm.steer.fork import ForkPlan, RowSpecs
     from steerwarm.steer.hooks import SteerSpec
 
 SpecsFor = Callable[[int], "list[SteerSpec]"]
-# steering specs for the rows of one forward pass, given each row's stream (score_pairs_forked)
-RowSpecs = Callable[[Sequence[int]], "list[SteerSpec]"]
 MIN_SHARED_PREFIX = 8  # tokens; below this a batch's common prefix is not worth a cached pass of its own
 PREFIX_MEMO_SIZE = 8  # distinct shared prefixes kept per target
 # Masked attention does a flop at about half the speed of the decoder's matrix products (measured on this CPU:
