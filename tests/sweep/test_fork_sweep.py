@@ -119,7 +119,12 @@ def test_killed_forked_sweep_resumes_to_the_separate_result(tiny_folder: Path, t
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     separate = tmp_path / "separate"
-    run_sweep(config(separate, tiny_folder, tiny_items, fork_dial, fork=False, warmths=warmths), progress=False)
+    no_fork = subprocess.run([*cmd[:cmd.index("--out") + 1], str(separate), *cmd[cmd.index("--out") + 2:],
+                              "--no-fork"], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert no_fork.returncode == 0, no_fork.stderr[-2000:]
+    sessions = [json.loads((d / "sweep.json").read_text())["sessions"] for d in (out, separate)]
+    assert [s["forked"] for s in sessions[0]] == [[f"warmth={w:+.2f}" for w in warmths]]
+    assert [s["forked"] for s in sessions[1]] == [[]]
     # the point cut mid-batch resumes with its batches cut elsewhere: the lockstep scores them in other
     # compositions (equal to float rounding), the records land in the same order
     assert_same_folders(out, separate, warmths)

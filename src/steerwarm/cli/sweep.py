@@ -87,6 +87,9 @@ def run_cmd(
                                                            "prompts per point (0: off).")] = 24,
     meter_tokens: Annotated[int, typer.Option(min=1, help="Warmth meter: new tokens per answer.")] = 64,
     batch_size: Annotated[int, typer.Option(min=1, help="Prompts per forward pass.")] = 16,
+    fork: Annotated[bool, typer.Option(help="Likelihood mode: score each batch once for all local dial points, the "
+                                            "layers below a point's first steered layer shared (same results as "
+                                            "--no-fork, which runs the points one after another).")] = True,
     max_tokens: Annotated[int, typer.Option(min=1, help="Generate mode: new tokens.")] = 300,
     temperature: Annotated[float, typer.Option(min=0.0, help="Generate mode: sampling temperature.")] = 0.8,
     endpoint: Annotated[str | None, typer.Option(help="Serve every dial point from this endpoint "
@@ -119,6 +122,7 @@ def run_cmd(
                           conditions=parse_csv(conditions), model=model, dtype=placement(device, dtype).dtype,
                           device=device, chat_template=chat_template, vector=vector, vectors=vectors,
                           layers=_int_list(layers, "--layers"), references=reference or [], batch_size=batch_size,
+                          fork=fork,
                           gen=GenSettings(max_tokens=max_tokens, temperature=temperature),
                           meter_prompts=meter_prompts, meter_tokens=meter_tokens, endpoint=endpoint,
                           api_key_env=api_key_env, extra_body=json_object(extra_body, "--extra-body"),

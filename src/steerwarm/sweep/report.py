@@ -251,7 +251,8 @@ def build_sweep_report(sweep_dir: Path, paper_dir: Path | None = None) -> tuple[
         ["other settings", f"`{json.dumps({k: v for k, v in cfg.items() if k not in known_settings}, default=str)}`"],
         ["points with results", f"{len(pts)} ({len(sweep.dial)} dial, {len(sweep.references)} reference)"],
         ["prompts per point (compared)", str(sweep.n_common)],
-        ["seconds (all points' run sessions)", f"{sum(p.seconds for p in pts):.0f}"],
+        ["seconds (sum of the points' run sessions; forked dial points each record the shared wall time, so "
+         "the sweep sessions below are the wall time)", f"{sum(p.seconds for p in pts):.0f}"],
         ["sweep sessions (seconds)", f"{len(sweep.sessions)} "
          f"({sum(float(x.get('seconds', 0.0)) for x in sweep.sessions if isinstance(x, dict)):.0f})"],
     ])

@@ -57,7 +57,7 @@ Invariants:
   verdicts, also across a kill and resume). Generate mode, endpoint sweeps and references run point by point as
   before; the meter runs per point after the forked benchmark. A forked point's run.json session time is the wall
   time of the forked run, which all forked points share (their sum over points overcounts; sweep.json's session
-  time does not).
+  time does not), and each sweep.json session lists the points it forked (`forked`, in point order).
 """
 
 from __future__ import annotations
@@ -674,7 +674,8 @@ def run_sweep(cfg: SweepConfig, *, progress: bool = True,
         bar.close()
         seconds = time.perf_counter() - t_start
         if scored or meter_added:
-            sessions.append({"started": started, "seconds": seconds, "prompts": scored, "meter_points": meter_added})
+            sessions.append({"started": started, "seconds": seconds, "prompts": scored, "meter_points": meter_added,
+                             "forked": [p.label for p in todo if p.label in forked]})
             write_sweep()
     return SweepResult(out, results, len(grid), scored, seconds, config)
 
