@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from steerwarm.finetune.shipped import (
+    SHIPPED,
     VARIANTS,
     ShippedFinetuneError,
     materialize,
+    present,
     resolve_finetune,
     ship,
     shipped_dir,
@@ -109,10 +111,15 @@ def test_resolve_finetune_passes_model_folders_and_refuses_others(tiny_dir: Path
         resolve_finetune(str(tmp_path / "nowhere"))
 
 
+def test_the_repository_ships_these_fine_tunes() -> None:
+    assert present() == ["warm", "cold", "cold-epoch2"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", ["warm", "cold"])
-def test_shipped_adapters_merge_into_the_recorded_models(variant: str) -> None:
-    card = json.loads((ROOT / "vectors" / "finetunes" / variant / "card.json").read_text())
-    assert card["variant"] == variant and card["base_model"] == "smollm2-135m" and card["method"] == "lora"
-    merged = load(str(resolve_finetune(variant)))  # materialize verifies the fingerprint before it keeps the folder
+@pytest.mark.parametrize("name", ["warm", "cold", "cold-epoch2"])
+def test_shipped_adapters_merge_into_the_recorded_models(name: str) -> None:
+    card = json.loads((ROOT / "vectors" / "finetunes" / name / "card.json").read_text())
+    assert (card["variant"], card["epoch"]) == SHIPPED[name]
+    assert card["base_model"] == "smollm2-135m" and card["method"] == "lora"
+    merged = load(str(resolve_finetune(name)))  # materialize verifies the fingerprint before it keeps the folder
     assert merged.fingerprint == card["merged_fingerprint"] != load().fingerprint

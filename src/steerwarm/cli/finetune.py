@@ -73,12 +73,12 @@ def ship_command(
 @app.command("prepare")
 def prepare_command(
     variants: Annotated[list[str] | None, typer.Argument(
-        help="Shipped names: warm, cold, warm-epoch2, cold-epoch2 (default: all).")] = None,
+        help="Shipped names: warm, cold, warm-epoch2, cold-epoch2 (default: every one shipped).")] = None,
 ) -> None:
     """Merge the shipped adapters into the base model (once; verified by fingerprint) and print the folders."""
-    from steerwarm.finetune.shipped import VARIANTS, ShippedFinetuneError, materialize
+    from steerwarm.finetune.shipped import ShippedFinetuneError, materialize, present
 
-    for variant in variants or list(VARIANTS):
+    for variant in variants or present():
         try:
             typer.echo(f"{variant}: {materialize(variant)}")
         except (ShippedFinetuneError, ValueError) as exc:

@@ -4,7 +4,8 @@ A fresh clone reproduces the fine-tuned models without training: `vectors/finetu
 LoRA adapter of `steerwarm finetune train --variant {variant}` (adapter_config.json, adapter_model.safetensors) with
 its training card (card.json, card.md, loss.png) and the fingerprint of the merged model it produced. The shipped
 names (`SHIPPED`): `warm` and `cold` are epoch 1 (the dial's calibration reference), `warm-epoch2` and `cold-epoch2`
-epoch 2 of the same runs (the paper's main comparison point); `shipped_name(variant, epoch)` is the one naming rule.
+epoch 2 (the paper's main comparison point); `shipped_name(variant, epoch)` is the one naming rule, and `present()`
+lists the names whose adapter the folder holds (a valid name not shipped yet is an error naming the commands).
 
 Invariants:
 - `ship` copies an adapter's weights from a training run unchanged (fp32, byte for byte), its config with the base
@@ -49,6 +50,11 @@ def shipped_name(variant: str, epoch: float) -> str:
         shipped = ", ".join(f"{n} ({v} epoch {e:g})" for n, (v, e) in SHIPPED.items())
         raise ValueError(f"{variant} epoch {epoch:g} has no shipped name; shipped fine-tunes are {shipped}")
     return name
+
+
+def present(root: Path | None = None) -> list[str]:
+    """The names of `VARIANTS` whose adapter is in the shipped folder (a name may be valid but not shipped yet)."""
+    return [n for n in VARIANTS if all((shipped_dir(n, root) / f).is_file() for f in ADAPTER_FILES)]
 
 
 def shipped_dir(name: str, root: Path | None = None) -> Path:
