@@ -18,10 +18,9 @@ import pytest
 import steerwarm.targets.likelihood as lk
 from steerwarm.model.load import LoadedModel
 from steerwarm.records import KILL_ENV, read_records
-from steerwarm.steer.vector import Calibration
 from steerwarm.sweep.fork import Lockstep, LockstepAborted, run_lockstep
 from steerwarm.sweep.run import SweepConfig, run_sweep
-from tests.conftest import random_vector
+from tests.sweep.conftest import write_dial
 
 ROOT = Path(__file__).resolve().parents[2]
 WARMTHS = [-1.0, -0.5, 0.0, 0.5, 1.0]
@@ -32,14 +31,7 @@ TOL = 1e-5
 @pytest.fixture()
 def fork_dial(tmp_path: Path, btiny: LoadedModel) -> Path:
     """Warm vector at layer 1, cold at layer 2 (the shipped dial is 15 and 18 of 30): the fork is at layer 1."""
-    vdir = tmp_path / "vectors"
-    warm = random_vector(btiny, [1], seed=5, name="warm")
-    warm.calibration = Calibration(dial=[0.0, 1.0], coef=[0.0, 1.5])
-    warm.save(vdir / "warm.safetensors")
-    cold = random_vector(btiny, [2], seed=6, name="cold")
-    cold.calibration = Calibration(dial=[0.0, 1.0], coef=[0.0, 1.5])
-    cold.save(vdir / "cold.safetensors")
-    return vdir
+    return write_dial(tmp_path / "vectors", btiny, cold_layer=2, cold_coef=1.5)
 
 
 def config(out: Path, tiny_folder: Path, items: dict[str, Path], vdir: Path, **kw: Any) -> SweepConfig:

@@ -25,7 +25,6 @@ from steerwarm.meter.compare import base_nll
 from steerwarm.meter.measure import Meter
 from steerwarm.model.load import LoadedModel
 from steerwarm.records import KILL_ENV, SettingsMismatchError, read_records
-from steerwarm.steer.vector import Calibration
 from steerwarm.sweep.folder import METER_JSONL
 from steerwarm.sweep.run import (
     SweepConfig,
@@ -37,6 +36,7 @@ from steerwarm.sweep.run import (
 )
 from steerwarm.targets.registry import GenSettings, parse_target
 from tests.conftest import random_vector
+from tests.sweep.conftest import write_dial
 
 ROOT = Path(__file__).resolve().parents[2]
 WARM_WORDS = {"warm", "kind", "glad", "happy", "sorry", "friend", "good", "thanks", "please", "help", "hello"}
@@ -61,14 +61,7 @@ def word_meter(base: LoadedModel) -> Meter:
 @pytest.fixture()
 def dial_dir(tmp_path: Path, btiny: LoadedModel) -> Path:
     """Calibrated warm and cold vectors for the tiny model: warmth +1 = coefficient 1.5 on warm, -1 = 1.0 on cold."""
-    vdir = tmp_path / "vectors"
-    warm = random_vector(btiny, [1], seed=5, name="warm")
-    warm.calibration = Calibration(dial=[0.0, 1.0], coef=[0.0, 1.5])
-    warm.save(vdir / "warm.safetensors")
-    cold = random_vector(btiny, [1], seed=6, name="cold")
-    cold.calibration = Calibration(dial=[0.0, 1.0], coef=[0.0, 1.0])
-    cold.save(vdir / "cold.safetensors")
-    return vdir
+    return write_dial(tmp_path / "vectors", btiny, cold_layer=1, cold_coef=1.0)
 
 
 # -- dial values ------------------------------------------------------------------------------------------------------
