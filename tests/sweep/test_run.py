@@ -80,6 +80,9 @@ def test_parse_warmths_ranges_lists_and_errors() -> None:
             parse_warmths(bad)
     assert (dial_label(0.0), dial_slug(-1.5), dial_slug(0.125)) == ("warmth=+0.00", "warmth-1.50", "warmth+0.125")
     assert reference_slug("finetune=warm") == "ref-finetune-warm" and reference_slug("/x/y/ckpt-2") == "ref-ckpt-2"
+    assert reference_slug("prompt=/x/y/kind.txt") == "ref-prompt-kind.txt"
+    assert reference_slug("prompt=warm") == "ref-prompt-warm"
+    assert reference_slug("prompt=cold@http://h:8000/v1#m") == "ref-prompt-cold-http-h-8000-v1-m"
     assert SweepConfig(warmths=[1.0, -0.0], out=Path("x")).warmths == [0.0, 1.0]
 
 

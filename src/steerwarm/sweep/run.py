@@ -166,10 +166,12 @@ def dial_slug(w: float) -> str:
 
 
 def reference_slug(spec: str) -> str:
-    """`finetune=warm` -> `ref-finetune-warm`; a model folder -> `ref-<folder name>`; other characters become '-'."""
+    """`finetune=warm` -> `ref-finetune-warm`; a model folder -> `ref-<folder name>`; `prompt=/a/b/kind.txt` ->
+    `ref-prompt-kind.txt` (the key kept, the path cut to its name); other characters become '-'."""
     name = spec.strip()
-    if not name.startswith(("http://", "https://")) and ("/" in name or name.startswith("~")):
-        name = Path(name).expanduser().name or name
+    if "://" not in name and ("/" in name or name.startswith("~")):
+        key, sep, path = name.partition("=") if name.startswith("prompt=") else ("", "", name)
+        name = key + sep + (Path(path).expanduser().name or path)
     return "ref-" + (re.sub(r"[^A-Za-z0-9.+]+", "-", name).strip("-") or "target")
 
 
