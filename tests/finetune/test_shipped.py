@@ -112,11 +112,11 @@ def test_resolve_finetune_passes_model_folders_and_refuses_others(tiny_dir: Path
 
 
 def test_the_repository_ships_these_fine_tunes() -> None:
-    assert present() == ["warm", "cold", "cold-epoch2"]
+    assert present() == ["warm", "cold", "warm-epoch2", "cold-epoch2"]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["warm", "cold", "cold-epoch2"])
+@pytest.mark.parametrize("name", ["warm", "cold", "warm-epoch2", "cold-epoch2"])
 def test_shipped_adapters_merge_into_the_recorded_models(name: str) -> None:
     card = json.loads((ROOT / "vectors" / "finetunes" / name / "card.json").read_text())
     assert (card["variant"], card["epoch"]) == SHIPPED[name]
