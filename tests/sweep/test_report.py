@@ -48,7 +48,8 @@ def _p_error(w: float) -> Callable[[dict[str, Any]], float]:
 
 
 def make_sweep(tmp: Path, warmths: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0), n_items: int = 160,
-               warm_ft: str = "same", meter: bool = True, extra_ref: bool = False, seed: int = 0) -> Path:
+               warm_ft: str = "same", meter: bool = True, extra_ref: bool = False, seed: int = 0,
+               mode: str = "likelihood") -> Path:
     """A sweep folder: dial points with errors rising in warmth, finetune=warm and finetune=cold references.
     warm_ft="same" gives the warm fine-tune exactly the steered +1 point's outcomes (and the cold one the -1 point's);
     "opposite" makes the warm fine-tune lower errors (as dial -1.5 would)."""
@@ -70,7 +71,7 @@ def make_sweep(tmp: Path, warmths: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.
                          ("incorrect" if y else "correct")})
         store = RunStore(sweep / run)
         store.append(rows)
-        store.write_run({"config": {"target": {"spec": spec}, "mode": "likelihood"},
+        store.write_run({"config": {"target": {"spec": spec}, "mode": mode},
                          "sessions": [{"prompts": len(rows), "seconds": 3.0}]})
         points.append({"label": label, "kind": kind, "warmth": warmth, "spec": spec, "run": run,
                        "warm_coef": None, "cold_coef": None})
@@ -85,7 +86,7 @@ def make_sweep(tmp: Path, warmths: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.
     if extra_ref:
         write("ckpt", "reference", None, "/models/other-checkpoint", rng.uniform(size=len(prompts)), 0.0)
     (sweep / "sweep.json").write_text(json.dumps({
-        "config": {"warmths": list(warmths), "tasks": TASKS, "mode": "likelihood", "vector": "finetune-warm-minus-cold",
+        "config": {"warmths": list(warmths), "tasks": TASKS, "mode": mode, "vector": "finetune-warm-minus-cold",
                    "layers": [10, 12], "per_item": None, "dtype": "float32"},
         "points": points, "sessions": [{"seconds": 20.0}]}))
     if meter:
@@ -275,6 +276,26 @@ def test_paper_numbers_summarised(tmp_path: Path) -> None:
     assert "Paper, warm fine-tunes, no belief, contexts pooled, on our tasks" in text
     assert not math.isnan(data["comparisons"][0]["per_task"]["trivia"]["no context"]["none"])
 
+    # per context: the paper's trivia rows under emotion:sad, no belief (mmlu left out): models +3 and +7
+    sad = next(r for r in p["contexts"]
+               if (r["source"], r["belief"], r["context"]) == ("warm_ft", "none", "emotion:sad"))
+    assert (sad["mean_pp"], sad["model_min_pp"], sad["model_max_pp"], sad["n_rows"]) == (5.0, 3.0, 7.0, 2)
+    assert "| **emotion:sad** | " in md and "+5.0 [+3.0, +7.0]" in md
+    # ours, recomputed from results.jsonl: warmth +1 minus warmth 0 on the sad, no-belief prompts
+    runs = {pt["label"]: pt["run"] for pt in json.loads((sweep / "sweep.json").read_text())["points"]}
+
+    def sad_rate(label: str) -> float:
+        return _rate([r for r in _raw(sweep, runs[label]) if r["condition"] == "emotion:sad"], "none")
+
+    head = {h["key"]: h for h in data["headline"]["headline"]}
+    e = head["sad"]["ours"]["warmth=+1.00"]
+    assert e["effect_pp"] == pytest.approx(100 * (sad_rate("warmth=+1.00") - sad_rate("warmth=+0.00")), abs=1e-9)
+    assert e["ci_low_pp"] < e["effect_pp"] < e["ci_high_pp"]
+    assert head["sad"]["paper_pp"] == 11.87 and head["belief"]["conditions"] is None
+    assert data["headline"]["warm_side"] == ["warmth=+1.00", "finetune=warm"]
+    assert "The user is sad, no belief (paper's warm fine-tunes +11.87 pp;" in text
+    assert "## The paper's headline effects beside ours (known items)" in md
+
 
 def test_dial_only_sweep_with_a_point_not_run_yet(tmp_path: Path) -> None:
     sweep = make_sweep(tmp_path, warmths=(0.0, 0.5, 1.0), n_items=40, meter=False)
@@ -343,3 +364,33 @@ def test_conclusion_says_when_the_model_cannot_show_the_effect(tmp_path: Path) -
     assert "Only medqa can measure an effect" in text
     # a trivia item is never known (each errs in its original prompt)
     assert data["instrument"]["known_items"]["per_task"]["trivia"]["known"] == 0
+
+
+def _validation(path: Path, kappas: dict[str, float]) -> Path:
+    """A validate-judge.json in bench.validate's layout with the given held-out kappa per task."""
+    def block(k: float) -> dict[str, Any]:
+        return {"n": 40, "kappa": k, "kappa_ci": [k - 0.2, min(1.0, k + 0.2)]}
+    res = {"per_task": {t: block(k + 0.05) for t, k in kappas.items()},
+           "halves": {"held-out": {"per_task": {t: block(k) for t, k in kappas.items()}}}}
+    path.write_text(json.dumps({"scorers": {"matcher": res}}))
+    return path
+
+
+def test_generate_mode_report_states_the_matchers_kappa_per_task(tmp_path: Path) -> None:
+    from steerwarm.sweep.conclusion import conclusion
+    from steerwarm.sweep.report import build_sweep_report
+
+    sweep = make_sweep(tmp_path, warmths=(0.0, 1.0), n_items=24, meter=False, mode="generate")
+    valid = _validation(tmp_path / "v.json", {"trivia": 0.94, "medqa": 0.22, "disinfo": 0.5})
+    lines, data = build_sweep_report(sweep, tmp_path / "none", valid)
+    md = "\n".join(lines)
+    assert set(data["matcher"]["tasks"]) == {"trivia", "medqa"}  # disinfo is not a task of this sweep
+    assert "| medqa | 40 | 0.220 [0.020, 0.420] | 40 | 0.270 [0.070, 0.470] | BELOW 0.6 |" in md
+    assert "| trivia | 40 | 0.940 [0.740, 1.000] |" in md and "meets the target" in md
+    text = " ".join(conclusion(data))
+    assert "On medqa, the matcher agrees with the authors' judge only at kappa 0.22 (held-out)" in text
+    assert "On trivia, the matcher" not in text
+    _, plain = build_sweep_report(sweep, tmp_path / "none")
+    assert plain["matcher"] == {"source": None, "tasks": {}}
+    with pytest.raises(ValueError, match="not a validate-judge.json"):
+        build_sweep_report(sweep, tmp_path / "none", sweep / "sweep.json")

@@ -54,6 +54,7 @@ class LabelledRow:
 HALVES = ("dev", "held-out")
 SPLIT_SEED = "validate-judge-split"
 BOOTSTRAP = 2000
+KAPPA_TARGET = 0.6  # the agreement a scorer needs before its error rates are read as the paper's
 
 
 def split_half(rows: Sequence[LabelledRow]) -> list[LabelledRow]:
@@ -227,6 +228,22 @@ def to_markdown(report: dict[str, Any]) -> str:
                       f"authors' flag, both {r['both']}, authors only {r['authors_only']}, ours only "
                       f"{r['ours_only']}.", ""]
     return "\n".join(lines) + "\n"
+
+
+def matcher_agreement(path: Path, scorer: str = "matcher") -> dict[str, dict[str, Any]]:
+    """Per task, one scorer's agreement with the authors' labels from a written `validate-judge.json`: held-out and
+    all-rows kappa with their intervals, and whether the held-out kappa reaches KAPPA_TARGET (the held-out half is the
+    honest estimate: the rules never saw it)."""
+    try:
+        report = json.loads(Path(path).read_text())
+        res = report["scorers"][scorer]
+        held = res["halves"]["held-out"]["per_task"]
+        return {task: {"n_held_out": held[task]["n"], "kappa_held_out": held[task]["kappa"],
+                       "kappa_held_out_ci": held[task]["kappa_ci"], "n_all": b["n"], "kappa_all": b["kappa"],
+                       "kappa_all_ci": b["kappa_ci"], "meets_target": held[task]["kappa"] >= KAPPA_TARGET}
+                for task, b in res["per_task"].items() if task in held}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a validate-judge.json with scorer {scorer!r} ({exc})") from exc
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:

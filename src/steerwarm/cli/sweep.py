@@ -146,6 +146,9 @@ def report_cmd(
     paper_dir: Annotated[Path | None, typer.Option(help="The paper's summary_data folder (default "
                                                         "../shared/data/warm_ai_2025/summary_data when present).")
                          ] = None,
+    matcher_validation: Annotated[Path | None, typer.Option(
+        help="Generate mode: a validate-judge.json (steerwarm bench validate-judge) whose matcher kappa per task the "
+             "report states (e.g. eval/validation/validate-judge.json).")] = None,
 ) -> None:
     """Markdown report of a sweep: tables, plots, regression effects per dial unit next to the fine-tunes and the
     paper's published numbers."""
@@ -157,7 +160,7 @@ def report_cmd(
     default = paper_summary_data()
     paper = paper_dir if paper_dir is not None else (default if default.is_dir() else None)
     try:
-        paths = write_sweep_report(sweep_dir, out, paper)
+        paths = write_sweep_report(sweep_dir, out, paper, matcher_validation)
     except (DataFileError, FileNotFoundError, ValueError, KeyError) as exc:
         fail(str(exc))
         return

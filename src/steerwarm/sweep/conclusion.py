@@ -12,13 +12,11 @@ paper's; the warm-side effect is restated on the known items.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from steerwarm.bench.compare import p_text
-
-if TYPE_CHECKING:
-    pass
 from steerwarm.sweep.effects import ALL, BELIEF_LEVELS, SIDES, paper_row, regression_of
+from steerwarm.sweep.headline import PAPER_HEADLINE_PP, headline_sentences
 
 
 # -- conclusion -----------------------------------------------------------------------------------------------------
@@ -61,9 +59,6 @@ def _main_effect(r: dict[str, Any] | None) -> dict[str, Any] | None:
     return r["effects"].get("all") if r else None
 
 
-PAPER_HEADLINE_PP = 7.43  # the paper's warm fine-tunes, no context and no belief (../shared/PAPER.md)
-
-
 def instrument_sentences(data: dict[str, Any]) -> list[str]:
     """The instrument's part of the conclusion (see the module doc)."""
     block = data.get("instrument")
@@ -98,6 +93,12 @@ def instrument_sentences(data: dict[str, Any]) -> list[str]:
 
 def conclusion(data: dict[str, Any]) -> list[str]:
     out: list[str] = instrument_sentences(data)
+    for task, a in (data.get("matcher") or {}).get("tasks", {}).items():
+        if not a["meets_target"]:
+            out.append(f"On {task}, the matcher agrees with the authors' judge only at kappa {a['kappa_held_out']:.2f} "
+                       f"(held-out): its error rates there mix scorer error with model error.")
+    if data.get("headline"):
+        out += headline_sentences(data["headline"], (data.get("known") or {}).get("headline"))
     regs = data["regressions"]
     main = {side: regression_of(regs, "main", side) for side, _ in SIDES}
     inter = {side: regression_of(regs, "interaction", side) for side, _ in SIDES}

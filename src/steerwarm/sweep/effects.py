@@ -224,13 +224,15 @@ def comparisons(sweep: Sweep, boots: dict[str, ItemBootstrap]) -> list[dict[str,
 def paper_summary(paper_dir: Path | None, tasks: Sequence[str]) -> dict[str, Any]:
     """Mean error change (pp, = minus the accuracy change) of the paper's rows per source x task x belief level x
     scope (no context = the unmodified rows; all contexts = every row), all models pooled, and the range of the
-    per-model means; task ALL pools the paper's datasets that are tasks of this sweep."""
+    per-model means; task ALL pools the paper's datasets that are tasks of this sweep. "contexts": the same per
+    source x belief level x context, the tasks of this sweep pooled."""
     import pandas as pd
 
     if paper_dir is None or not paper_dir.is_dir():
+        where = paper_dir if paper_dir is None else display(paper_dir)
         return {"available": False, "dir": None if paper_dir is None else display(paper_dir), "rows": [],
-                "notes": [f"no paper summary folder at {paper_dir if paper_dir is None else display(paper_dir)}"]}
-    out: dict[str, Any] = {"available": True, "dir": display(paper_dir), "rows": [], "notes": []}
+                "contexts": [], "notes": [f"no paper summary folder at {where}"]}
+    out: dict[str, Any] = {"available": True, "dir": display(paper_dir), "rows": [], "contexts": [], "notes": []}
     for source, (fname, _) in PAPER_FILES.items():
         path = paper_dir / fname
         if not path.is_file():
@@ -260,6 +262,12 @@ def paper_summary(paper_dir: Path | None, tasks: Sequence[str]) -> dict[str, Any
                                         "model_min_pp": float(per_model.min()), "model_max_pp": float(per_model.max()),
                                         "n_models": len(per_model), "n_rows": len(sub),
                                         "original_error_pct": float(sub["original_error_pct"].mean())})
+        for (belief, context), sub in df.groupby(["belief", "context"]):
+            per_model = sub.groupby("Model")["error_change_pp"].mean()
+            out["contexts"].append({"source": source, "belief": belief, "context": context,
+                                    "mean_pp": float(sub["error_change_pp"].mean()),
+                                    "model_min_pp": float(per_model.min()), "model_max_pp": float(per_model.max()),
+                                    "n_models": len(per_model), "n_rows": len(sub)})
     return out
 
 

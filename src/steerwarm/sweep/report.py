@@ -28,6 +28,10 @@ Invariants:
   prompts against chance and the shorter-answer rule per task (flagged where a task cannot measure an effect), the
   minimum detectable effects of the paired comparisons, and the baseline's known items; every effect table is then
   given again on the known items only (`data["known"]`, the same keys as the all-items numbers).
+- Generate-mode sweeps say how far their scorer can be trusted: the matcher's kappa with the authors' judge per task
+  (held-out and all rows, from a validate-judge.json), or that no validation was given.
+- The paper's headline effects beside ours, and every context with sadness marked (`sweep.headline`), follow the
+  instrument, on all items and on known items.
 - At matched warmth (`sweep.matched`): each reference with a meter reading is compared with the dial interpolated at
   the dial value of equal p_warm (no extrapolation), on all items and on known items, with item-bootstrap intervals.
 - Conclusion rules: an effect is present when its 95% CI excludes 0; a fine-tune's effect is reproduced by steering
@@ -46,6 +50,7 @@ from steerwarm.bench.compare import p_text
 from steerwarm.bench.instrument import TaskInstrument, instrument_markdown
 from steerwarm.bench.report import cell_text
 from steerwarm.bench.summary import belief_rows, cell, condition_order
+from steerwarm.bench.validate import KAPPA_TARGET, matcher_agreement
 from steerwarm.paths import display, display_paths, paper_summary_data
 
 if TYPE_CHECKING:
@@ -68,6 +73,7 @@ from steerwarm.sweep.effects import (
     task_scope,
 )
 from steerwarm.sweep.folder import Sweep, load_sweep, read_meter
+from steerwarm.sweep.headline import headline_markdown, headline_numbers
 from steerwarm.sweep.matched import matched_comparisons, matched_markdown, plot_matched
 from steerwarm.sweep.plots import plot_belief_effect, plot_errors, plot_heatmap, plot_meter
 
@@ -130,6 +136,7 @@ def effect_numbers(sweep: Sweep) -> dict[str, Any]:
     out["regressions"] = dial_regressions(sweep)
     out["comparisons"] = comparisons(sweep, boots)
     out["matched"] = matched_comparisons(sweep, read_meter(sweep), boots)
+    out["headline"] = headline_numbers(sweep)
     return out
 
 
@@ -213,7 +220,27 @@ def instrument_lines(block: dict[str, Any]) -> list[str]:
     return lines
 
 
-def build_sweep_report(sweep_dir: Path, paper_dir: Path | None = None) -> tuple[list[str], dict[str, Any]]:
+def matcher_lines(block: dict[str, Any]) -> list[str]:
+    """The report's scorer section of a generate-mode sweep (see the module doc)."""
+    lines = ["## Scorer: the matcher against the authors' judge", ""]
+    if block["source"] is None:
+        return [*lines, "No validation given (sweep report --matcher-validation FILE, a validate-judge.json): the "
+                "answers were scored by the reference matcher, whose agreement with the paper's judge is unknown "
+                "here.", ""]
+    lines += [f"From `{block['source']}` (steerwarm bench validate-judge): Cohen's kappa with the authors' GPT-4o "
+              "labels, held-out half (items the rules were never developed on) and all rows, 95% item-bootstrap "
+              f"intervals. Below {KAPPA_TARGET} the task's error rates mix scorer error with model error.", ""]
+    lines += _table(["task", "held-out n", "kappa held-out", "all rows n", "kappa all rows", "verdict"],
+                    ([t, str(a["n_held_out"]), f"{a['kappa_held_out']:.3f} [{a['kappa_held_out_ci'][0]:.3f}, "
+                      f"{a['kappa_held_out_ci'][1]:.3f}]", str(a["n_all"]),
+                      f"{a['kappa_all']:.3f} [{a['kappa_all_ci'][0]:.3f}, {a['kappa_all_ci'][1]:.3f}]",
+                      "meets the target" if a["meets_target"] else f"BELOW {KAPPA_TARGET}"]
+                     for t, a in block["tasks"].items()))
+    return lines
+
+
+def build_sweep_report(sweep_dir: Path, paper_dir: Path | None = None,
+                       matcher_validation: Path | None = None) -> tuple[list[str], dict[str, Any]]:
     """(report.md lines before the plots and conclusion, all numbers); see the module doc."""
     sweep = load_sweep(sweep_dir)
     if not sweep.points:
@@ -232,6 +259,10 @@ def build_sweep_report(sweep_dir: Path, paper_dir: Path | None = None) -> tuple[
                     "refusals": p.refusals, "seconds": p.seconds} for p in pts],
     }
     data["instrument"], known = sweep_instrument(sweep)
+    if data["instrument"]["mode"] == "generate":
+        data["matcher"] = {"source": None if matcher_validation is None else display(matcher_validation),
+                           "tasks": {} if matcher_validation is None else
+                           {t: a for t, a in matcher_agreement(matcher_validation).items() if t in tasks}}
     data.update(effect_numbers(sweep))
     known_sweep = restrict_sweep(sweep, known)
     data["known"] = {"n_items": known.n, **(effect_numbers(known_sweep) if known.n else {})}
@@ -244,6 +275,11 @@ def build_sweep_report(sweep_dir: Path, paper_dir: Path | None = None) -> tuple[
              "percentage points (pp). Belief levels: *no belief* = original template (plus original_neutral under no "
              "context), *stated wrong belief* = incorrect + correct templates.", ""]
     lines += instrument_lines(data["instrument"])
+    if "matcher" in data:
+        lines += matcher_lines(data["matcher"])
+    lines += headline_markdown(data["headline"], data["paper"])
+    if known.n:
+        lines += headline_markdown(data["known"]["headline"], data["paper"], " (known items)")
     lines += ["## Settings", ""]
     known_settings = ("tasks", "mode", "per_item", "dtype", "vector", "layers", "warmths")
     lines += _table(["setting", "value"], [
@@ -313,12 +349,14 @@ def build_sweep_report(sweep_dir: Path, paper_dir: Path | None = None) -> tuple[
     return lines, data
 
 
-def write_sweep_report(sweep_dir: Path, out_dir: Path | None = None, paper_dir: Path | None = None) -> dict[str, Path]:
+def write_sweep_report(sweep_dir: Path, out_dir: Path | None = None, paper_dir: Path | None = None,
+                       matcher_validation: Path | None = None) -> dict[str, Path]:
     """Write report.md, report.json and the PNGs for a sweep folder; returns their paths by name ("markdown",
     "json", and each plot's file stem)."""
     sweep_dir = Path(sweep_dir)
     out_dir = Path(out_dir) if out_dir is not None else sweep_dir / "report"
-    lines, data = build_sweep_report(sweep_dir, Path(paper_dir) if paper_dir is not None else None)
+    lines, data = build_sweep_report(sweep_dir, Path(paper_dir) if paper_dir is not None else None,
+                                     matcher_validation)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"markdown": out_dir / "report.md", "json": out_dir / "report.json"}
     plots: list[tuple[str, Callable[[dict[str, Any], Path], Path], str]] = [
