@@ -392,5 +392,5 @@ def test_generate_mode_report_states_the_matchers_kappa_per_task(tmp_path: Path)
     assert "On trivia, the matcher" not in text
     _, plain = build_sweep_report(sweep, tmp_path / "none")
     assert plain["matcher"] == {"source": None, "tasks": {}}
-    with pytest.raises(ValueError, match="not a validate-judge.json"):
+    with pytest.raises(ValueError, match=r"not a validate-judge\.json"):
         build_sweep_report(sweep, tmp_path / "none", sweep / "sweep.json")
