@@ -2,11 +2,13 @@
 
 - `vector extract contrast|finetune|corpus|system-prompt`: directions from one source (see `steerwarm.directions`);
 - `vector difference`, `vector choose-layer`, `vector calibrate`: combine, pick the layer, calibrate the dial;
+- `vector provisional-dial`: a stand-in dial (linear, not measured) from one uncalibrated vector, to serve before
+  `vector calibrate` has run;
 - `vector card`, `vector inspect`, `vector info`: describe a vector;
 - `vector export-gguf`, `vector import-gguf`: llama.cpp control vectors.
 
-Invariant: thin: each command parses, calls `directions`, `calibrate`, `inspect` or `steer.vector`, saves and
-prints; user errors exit 2 with one line (`cli.options.fail`).
+Invariant: thin: each command parses, calls `directions`, `calibrate`, `inspect`, `steer.vector` or
+`serve.registry`, saves and prints; user errors exit 2 with one line (`cli.options.fail`).
 """
 
 from __future__ import annotations
@@ -283,6 +285,31 @@ def calibrate_command(
         return
     apply_calibration(vec, cal, ref, use)
     _saved(vec, out, "dial " + ", ".join(f"{d:+.2f}->{c:.3f}" for d, c in zip(cal.dial, cal.coef, strict=True)))
+
+
+@app.command("provisional-dial")
+def provisional_dial_command(
+    out: Annotated[Path, typer.Argument(help="Folder to write: warm, cold and a copy of the source vector.")],
+    source: Annotated[Path | None, typer.Option(help="Uncalibrated vector to make the dial from (default: the "
+                                                     "shipped starter-contrast).")] = None,
+    coef: Annotated[float, typer.Option(help="Raw coefficient (x typical norm) at warmth 1.")] = 0.3,
+) -> None:
+    """A vectors folder with a provisional warmth dial, for serving before calibrated vectors exist: warmth 1 = raw
+    COEF along SOURCE, -1 = the same along its negation (linear, not measured; the calibration note says so)."""
+    import shutil
+
+    from steerwarm.paths import shipped_vectors
+    from steerwarm.serve.registry import write_provisional_dial
+
+    src = source if source is not None else shipped_vectors() / "starter-contrast.safetensors"
+    vec = read_vector(src)
+    if coef <= 0:
+        fail(f"--coef must be positive, got {coef}")
+    write_provisional_dial(vec, out, coef)
+    if not (out / src.name).exists() or not (out / src.name).samefile(src):
+        shutil.copy(src, out / src.name)
+    console.print(f"wrote {out}: warm, cold (warmth 1 = raw {coef} on {vec.name}), {src.name}; "
+                  f"serve it with `steerwarm serve --vectors {out}`")
 
 
 @app.command("inspect")
