@@ -7,7 +7,6 @@ server over real HTTP on 127.0.0.1.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from steerwarm.model.load import LoadedModel
 from tests.conftest import loaded, make_tiny_model, make_tokenizer
+from tests.inprocess import serve_in_thread
 
 
 @pytest.fixture(autouse=True)
@@ -189,24 +189,6 @@ def make_fake_app(state: FakeState) -> Any:
 @pytest.fixture()
 def fake_server() -> Iterator[tuple[str, FakeState]]:
     """(base URL ending in /v1, state) of a fake OpenAI-compatible server on 127.0.0.1."""
-    import uvicorn
-
     state = FakeState()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(make_fake_app(state), log_level="error", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started:
-        if time.time() > deadline:
-            raise RuntimeError("fake server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}/v1", state
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serve_in_thread(make_fake_app(state)) as url:
+        yield f"{url}/v1", state

@@ -3,7 +3,8 @@ included), warmth 0 is the plain model, seeds are per row, stops, cancellation, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
 import torch
@@ -54,13 +55,17 @@ def _req(tiny: LoadedModel, reg: SteeringRegistry, prompt: str, warmth: float = 
                          **rest)
 
 
-def _run(engine: Engine, reqs: Sequence[EngineRequest], join_at: Sequence[int] | None = None) -> list[list[Event]]:
-    """Submit request i before step join_at[i]; step until idle. Returns each request's events."""
+def _run(engine: Engine, reqs: Sequence[EngineRequest], join_at: Sequence[int] | None = None,
+         before_step: Callable[[int], None] | None = None) -> list[list[Event]]:
+    """Submit request i before step join_at[i]; step until idle (calling `before_step(step)` first). Returns each
+    request's events."""
     join_at = join_at or [0] * len(reqs)
     events: list[list[Event]] = [[] for _ in reqs]
     order = sorted(range(len(reqs)), key=lambda i: join_at[i])
     step = 0
     while order or engine.running_rows or engine.queue_depth:
+        if before_step is not None:
+            before_step(step)
         while order and join_at[order[0]] <= step:
             i = order.pop(0)
             engine.submit([reqs[i]], [events[i].append])
@@ -249,6 +254,74 @@ def test_a_failing_step_fails_its_requests_and_the_engine_keeps_serving(tiny: Lo
     events = _run(engine, [_req(tiny, reg, PROMPTS[0], 1.0, max_tokens=10)])[0]
     assert isinstance(events[-1], Failed) and "boom" in events[-1].message
     monkeypatch.setattr(decoder, "forward", real_forward)
+    assert _solo(engine, _req(tiny, reg, PROMPTS[0], 1.0, max_tokens=4))[0].completion_tokens == 4
+
+
+@pytest.mark.parametrize("phase", ["sampling", "steering", "decoding and stop handling"])
+def test_a_fault_in_one_rows_request_fails_it_alone(tiny: LoadedModel, monkeypatch: pytest.MonkeyPatch,
+                                                    phase: str) -> None:
+    """A fault injected mid-generation into the rows of one request (n=2) among four: that request gets one Failed
+    naming the phase, the other rows equal their solo runs, and the engine goes on serving."""
+    import steerwarm.serve.engine as engine_mod
+
+    reg = _registry(tiny)
+    engine = Engine(tiny, reg, max_batch=8)
+    poison = 0.7  # the poisoned request: sampled at this temperature, steered at this warmth, or with this stop
+    reqs = [_req(tiny, reg, PROMPTS[0], 0.0, max_tokens=10), _req(tiny, reg, PROMPTS[1], 1.0, max_tokens=10),
+            _req(tiny, reg, PROMPTS[2], -1.0, max_tokens=10), _req(tiny, reg, PROMPTS[4], 0.5, max_tokens=6)]
+    stop = {"stop": ("zz",)} if phase.startswith("decoding") else {}
+    bad = _req(tiny, reg, PROMPTS[3], poison if phase == "steering" else 0.0, max_tokens=10, n=2, seed=1,
+               temperature=poison if phase == "sampling" else 0.0, **stop)
+    alone = [_solo(engine, r) for r in reqs]
+    armed = {"on": False}
+    if phase == "sampling":
+        real_sample = engine_mod._sample
+
+        def sample(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator | None) -> int:
+            if armed["on"] and temperature == poison:
+                raise RuntimeError("injected sampling fault")
+            return real_sample(logits, temperature, top_p, gen)
+        monkeypatch.setattr(engine_mod, "_sample", sample)
+    elif phase == "steering":
+        real_specs = reg.specs
+
+        def specs(rows: Sequence[RowSteering]) -> object:
+            if armed["on"] and any(r.warmth == poison for r in rows):
+                raise KeyError("injected steering fault")
+            return real_specs(rows)
+        monkeypatch.setattr(reg, "specs", specs)
+    else:
+        real_append = Engine._append
+
+        def append(row: Any, text: str) -> bool:
+            if armed["on"] and row.params.stop == ("zz",):
+                raise UnicodeError("injected stop-handling fault")
+            return real_append(row, text)
+        monkeypatch.setattr(Engine, "_append", staticmethod(append))
+
+    def arm(step: int) -> None:
+        armed["on"] = step >= 3  # after the poisoned rows have generated a few tokens
+
+    # the last good request joins after the fault is armed, so the steering of the batch changes then
+    events = _run(engine, [*reqs[:3], bad, reqs[3]], join_at=[0, 0, 0, 0, 4], before_step=arm)
+    bad_events = events.pop(3)
+    failed = [e for e in bad_events if isinstance(e, Failed)]
+    assert len(failed) == 1 and bad_events[-1] is failed[0], bad_events
+    assert f"({phase})" in failed[0].message and "injected" in failed[0].message
+    assert not any(isinstance(e, ChoiceDone) for e in bad_events)
+    assert any(isinstance(e, PromptReady) for e in bad_events)  # it was admitted and running when it failed
+    for solo, ev in zip(alone, events, strict=True):
+        got = _done(ev)
+        assert not any(isinstance(e, Failed) for e in ev)
+        assert [(_tokens(d), d.text, d.finish_reason) for d in got] == [(_tokens(d), d.text, d.finish_reason)
+                                                                         for d in solo]
+    assert engine.row_failures == 1 and engine.running_rows == 0
+    # a poisoned request arriving while the fault is armed fails alone in its prefill step (steering: at admission)
+    late = _run(engine, [bad, reqs[0]], before_step=lambda _: armed.update(on=True))
+    assert isinstance(late[0][-1], Failed) and f"({phase})" in late[0][-1].message
+    assert not any(isinstance(e, ChoiceDone) for e in late[0])
+    assert [_tokens(d) for d in _done(late[1])] == [_tokens(d) for d in alone[0]]
+    monkeypatch.undo()
     assert _solo(engine, _req(tiny, reg, PROMPTS[0], 1.0, max_tokens=4))[0].completion_tokens == 4
 
 

@@ -28,6 +28,10 @@ Invariants:
   torch.Generator (seeded by the request's seed + choice index), so a seeded row's draws do not depend on the other
   rows of the batch.
 - Every submitted request ends with exactly one `ChoiceDone` per choice, or a `Failed`, unless it was cancelled.
+- Fault isolation: a failure that belongs to one row (its steering alone fails to resolve, its sampling, its token
+  accounting, decoding and stop handling) fails that row's request alone (`Failed`, the request cancelled, all its
+  rows dropped, `row_failures` counted) while the other rows go on; only a failure of the step itself (the batch's
+  forward pass, hooks, slots) fails everything in flight and resets the batch.
 """
 
 from __future__ import annotations
@@ -367,6 +371,8 @@ class Engine(EngineLoop):
         self.generated_tokens = 0
         self.last_batch = 0
         self.kv_grows = 0  # times the slot columns doubled (each copies every row once)
+        self.row_failures = 0  # requests failed alone by a fault in their own rows (see the module doc)
+        self.step_failures = 0  # steps that failed as a whole
 
     # -- public API (any thread) ----------------------------------------------------------------------------------
     @property
@@ -446,6 +452,7 @@ class Engine(EngineLoop):
                     self._decode()
         except Exception as exc:  # keep serving: fail what was in flight, reset the batch
             log.exception("engine step failed")
+            self.step_failures += 1
             message = f"generation failed: {type(exc).__name__}: {exc}"
             for req in {id(r): r for r in [row.req for row in self._rows] + newcomers}.values():
                 self._send(req, Failed(message))
@@ -470,8 +477,15 @@ class Engine(EngineLoop):
         return out
 
     def _admit(self, newcomers: list[_Req]) -> None:
-        # every newcomer joins this step; prompts are prefilled together, sorted by length into chunks of similar
-        # padded size
+        # every newcomer joins this step (but one whose steering cannot be resolved alone: it fails by itself);
+        # prompts are prefilled together, sorted by length into chunks of similar padded size
+        for r in newcomers:
+            fault = self._steering_fault(r.spec.steering)
+            if fault is not None:
+                self._fail_request(r, "steering", fault)
+        newcomers = [r for r in newcomers if not r.cancelled]
+        if not newcomers:
+            return
         budget = max(2048, max(len(r.spec.prompt_ids) for r in newcomers))
         chunk: list[_Req] = []
         for r in sorted(newcomers, key=lambda r: len(r.spec.prompt_ids)):
@@ -552,15 +566,18 @@ class Engine(EngineLoop):
         self._lengths += [lengths[i] for i in src]
         index = torch.tensor(src, dtype=torch.long, device=last.device)
         row_logits = last.index_select(0, index)
-        tokens = self._choose(rows, row_logits)
+        tokens, faults = self._choose(rows, row_logits)
         self._next += tokens
         for j, row in enumerate(rows):
-            if start + j in done:
+            if start + j in done or j in faults:
                 continue
             p = float(last_proj[src[j]]) if last_proj is not None else None
-            if self._advance(row, tokens[j], row_logits[j], p):
-                done.add(start + j)
-        self._drop(sorted(done))
+            try:
+                if self._advance(row, tokens[j], row_logits[j], p):
+                    done.add(start + j)
+            except Exception as exc:
+                faults[j] = ("decoding and stop handling", exc)
+        self._drop(sorted(done | self._fail_rows({start + j: f for j, f in faults.items()})))
 
     def _new_row(self, req: _Req, choice: int) -> _Row:
         p = req.spec.params
@@ -610,8 +627,10 @@ class Engine(EngineLoop):
 
     # -- decoding -------------------------------------------------------------------------------------------------
     def _decode(self) -> None:
+        self._steer_batch()
         rows = self._rows
-        self._apply_steering([r.req.spec.steering for r in rows])
+        if not rows:
+            return
         ids = torch.tensor(self._next, dtype=torch.long, device=self.device)[:, None]
         positions = torch.tensor(self._lengths, dtype=torch.long, device=self.device)[:, None]
         hidden = self._forward(0, ids, positions, max(self._lengths) + 1)
@@ -620,19 +639,72 @@ class Engine(EngineLoop):
         self.steps += 1
         self.last_batch = len(rows)
         proj = self._monitor.take() if self._monitor is not None else None
-        tokens = self._choose(rows, logits)
+        tokens, faults = self._choose(rows, logits)
         self._next = tokens
-        done = [i for i, row in enumerate(rows)
-                if self._advance(row, tokens[i], logits[i], float(proj[i, -1]) if proj is not None else None)]
-        self._drop(done)
+        done: set[int] = set()
+        for i, row in enumerate(rows):
+            if i in faults:
+                continue
+            try:
+                if self._advance(row, tokens[i], logits[i], float(proj[i, -1]) if proj is not None else None):
+                    done.add(i)
+            except Exception as exc:
+                faults[i] = ("decoding and stop handling", exc)
+        self._drop(sorted(done | self._fail_rows(faults)))
 
-    def _choose(self, rows: Sequence[_Row], logits: torch.Tensor) -> list[int]:
+    def _choose(self, rows: Sequence[_Row], logits: torch.Tensor) -> tuple[list[int], dict[int, tuple[str, Exception]]]:
+        """Each row's next token, and the rows whose sampling failed (index -> (phase, exception))."""
         tokens: list[int] = logits.argmax(dim=-1).tolist()
+        faults: dict[int, tuple[str, Exception]] = {}
         for i, row in enumerate(rows):
             p = row.params
             if p.temperature > 0:
-                tokens[i] = _sample(logits[i], p.temperature, p.top_p, row.generator)
-        return tokens
+                try:
+                    tokens[i] = _sample(logits[i], p.temperature, p.top_p, row.generator)
+                except Exception as exc:
+                    faults[i] = ("sampling", exc)
+        return tokens, faults
+
+    # -- fault isolation (see the module doc) ----------------------------------------------------------------------
+    def _fail_request(self, req: _Req, phase: str, exc: Exception) -> None:
+        if req.cancelled:
+            return
+        log.error("request failed alone in %s: %s: %s", phase, type(exc).__name__, exc, exc_info=exc)
+        self.row_failures += 1
+        self._send(req, Failed(f"generation failed for this request ({phase}): {type(exc).__name__}: {exc}"))
+        req.cancelled = True  # nothing more goes to a failed request
+
+    def _fail_rows(self, faults: dict[int, tuple[str, Exception]]) -> set[int]:
+        """Fail the requests of the faulty rows (index into the batch -> (phase, exception)); returns the indices
+        of every row of those requests (their other choices too), for the caller to drop."""
+        failed = set()
+        for i, (phase, exc) in faults.items():
+            req = self._rows[i].req
+            self._fail_request(req, phase, exc)
+            failed.add(id(req))
+        return {i for i, r in enumerate(self._rows) if id(r.req) in failed}
+
+    def _steering_fault(self, rows: RowSteering) -> Exception | None:
+        """Why one row's steering cannot be resolved on its own, or None."""
+        try:
+            self.registry.specs((rows,))
+        except Exception as exc:
+            return exc
+        return None
+
+    def _steer_batch(self) -> None:
+        """Steer the running rows; when that fails and some rows' steering fails alone, fail those requests and steer
+        the rest. A failure no single row causes is the step's (re-raised)."""
+        try:
+            self._apply_steering([r.req.spec.steering for r in self._rows])
+        except Exception:
+            faults = {i: ("steering", exc) for i, r in enumerate(self._rows)
+                      if (exc := self._steering_fault(r.req.spec.steering)) is not None}
+            if not faults:
+                raise
+            self._drop(sorted(self._fail_rows(faults)))
+            if self._rows:
+                self._apply_steering([r.req.spec.steering for r in self._rows])
 
     def _advance(self, row: _Row, token: int, logits: torch.Tensor, proj: float | torch.Tensor | None) -> bool:
         """Account one generated token to `row`; returns True when the row finished."""

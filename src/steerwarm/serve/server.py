@@ -63,6 +63,8 @@ class ServingEngine(Protocol):
     generated_tokens: int
     last_batch: int
     kv_grows: int
+    row_failures: int  # requests failed alone by a fault in their own rows
+    step_failures: int  # steps that failed as a whole (every request in flight failed)
 
     @property
     def queue_depth(self) -> int: ...
@@ -208,6 +210,10 @@ class Server:
         m.counter("steerwarm_prefills_total", "Prefill forward passes.", lambda: engine.prefills)
         m.counter("steerwarm_generated_tokens_total", "Tokens sampled (including cancelled requests).",
                   lambda: engine.generated_tokens)
+        m.counter("steerwarm_row_failures_total", "Requests failed alone by a fault in their own rows (sampling, "
+                  "steering, decoding); the rest of the batch went on.", lambda: engine.row_failures)
+        m.counter("steerwarm_step_failures_total", "Engine steps that failed as a whole (every request in flight "
+                  "failed, the batch was reset).", lambda: engine.step_failures)
 
     # -- helpers --------------------------------------------------------------------------------------------------
     def check_auth(self, request: Request) -> None:

@@ -123,6 +123,9 @@ class VllmEngine(EngineLoop):
         self.generated_tokens = 0
         self.last_batch = 0
         self.kv_grows = 0  # vLLM allocates its KV cache blocks once
+        # failures: a request failed alone (`_fail`) counts as a row failure, a failed vLLM step as a step failure
+        self.row_failures = 0
+        self.step_failures = 0
 
     # -- construction ---------------------------------------------------------------------------------------------
     @classmethod
@@ -217,7 +220,7 @@ class VllmEngine(EngineLoop):
             reqs = [*self._active, *self._waiting]
             self._waiting.clear()
         for req in reqs:
-            self._fail(req, message)
+            self._fail(req, message, alone=False)
 
     def close(self) -> None:
         """Shut vLLM's engine core down (its worker and KV cache)."""
@@ -248,8 +251,9 @@ class VllmEngine(EngineLoop):
             outputs = self.llm.step()
         except Exception as exc:  # keep serving: fail what was in flight
             log.exception("vLLM step failed")
+            self.step_failures += 1
             for req in self._requests():
-                self._fail(req, f"generation failed: {type(exc).__name__}: {exc}")
+                self._fail(req, f"generation failed: {type(exc).__name__}: {exc}", alone=False)
             return
         self.steps += 1
         self.last_batch = min(self.max_batch, len(self._live))
@@ -401,7 +405,8 @@ class VllmEngine(EngineLoop):
         for r in reqs:
             self._retire(r)
 
-    def _fail(self, req: _Req, message: str) -> None:
+    def _fail(self, req: _Req, message: str, *, alone: bool = True) -> None:
+        self.row_failures += alone
         self._send(req, Failed(message))
         req.cancelled = True  # nothing more goes to a failed request
         self._abort([req])
