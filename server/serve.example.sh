@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
-# Example launch of the steerwarm server with every option spelled out. Copy and edit.
-# The API key is read from the environment (STEERWARM_API_KEY) so it never shows in `ps`.
+# Example launch of the steerwarm server from a checkout, every option of `steerwarm serve` spelled out with its
+# default. Copy and edit. For a service that restarts and runs unprivileged, use deploy/steerwarm.service instead.
+# The API key comes from the environment (STEERWARM_API_KEY), so it never shows in `ps`; without one the server
+# serves anyone who can reach the port, so it stays on 127.0.0.1 here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export STEERWARM_API_KEY="${STEERWARM_API_KEY:-change-me}"   # clients send: Authorization: Bearer $STEERWARM_API_KEY
-# export OMP_WAIT_POLICY=ACTIVE   # serve defaults to PASSIVE (much faster on a CPU shared with other work)
+# export STEERWARM_API_KEY=...    # clients send: Authorization: Bearer $STEERWARM_API_KEY (/health needs none)
+# export OMP_WAIT_POLICY=ACTIVE   # serve defaults to PASSIVE with a bounded spin (GOMP_SPINCOUNT=200000)
+export HF_HUB_OFFLINE=1           # nothing is fetched from a model hub
 
 exec .venv/bin/steerwarm serve \
     --model smollm2-135m \
     --vectors vectors \
     --host 127.0.0.1 \
     --port 8000 \
+    --engine hf \
     --max-batch 32 \
     --max-queue 256 \
     --dtype float32 \
+    --device cpu \
+    --no-fast-kernels \
     --max-body-bytes 1048576 \
     --default-max-tokens 1024 \
-    --log-level warning
-    # --threads 2                  # torch CPU threads (default: torch's choice)
+    --log-level warning \
+    "$@"
+    # more, passed through "$@" (e.g. server/serve.example.sh --port 8001):
+    # --threads 2                    torch CPU threads (default: torch's choice)
+    # --chat-template tmpl.jinja     for a model without a chat template
