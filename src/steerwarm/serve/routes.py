@@ -6,8 +6,8 @@ Invariants:
   shape the engine's events into OpenAI responses. All model work happens on the engine thread.
 - Every client-caused failure is an `APIError` rendered as `{"error": {...}}` with its status (400, 401, 404, 413,
   429); anything unexpected is a 500 error object. No request can leave the server unable to serve the next one.
-- With an API key configured, every route but /health needs `Authorization: Bearer <key>`, compared in constant
-  time (`hmac.compare_digest`).
+- With an API key configured, every route but /health and the playground's static page (`GET /`, see
+  playground.py) needs `Authorization: Bearer <key>`, compared in constant time (`hmac.compare_digest`).
 - A request whose client goes away is cancelled in the engine: streaming responses are cancelled by the ASGI server
   on disconnect; non-streaming handlers watch the connection while they wait.
 - Every response (and the last chunk of every stream) carries the `steering` block.
@@ -30,6 +30,7 @@ from steerwarm.serve.completions import completion_response, prepare_completion
 from steerwarm.serve.errors import APIError
 from steerwarm.serve.metrics import Metrics
 from steerwarm.serve.models import model_card
+from steerwarm.serve.playground import add_playground
 from steerwarm.serve.protocol import (
     ModelList,
 )
@@ -112,7 +113,7 @@ def create_app(engine: ServingEngine, config: ServerConfig, metrics: Metrics | N
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
             msg = f"no route {request.method} {request.url.path}; see GET /v1/models, POST /v1/chat/completions, " \
-                  "POST /v1/completions, GET /health, GET /metrics"
+                  "POST /v1/completions, GET /health, GET /metrics, GET / (the playground)"
         else:
             msg = f"{request.method} {request.url.path}: {exc.detail}"
         return JSONResponse(APIError(exc.status_code, msg, code="not_found" if exc.status_code == 404 else None)
@@ -155,6 +156,7 @@ def create_app(engine: ServingEngine, config: ServerConfig, metrics: Metrics | N
         server.check_auth(request)
         return await complete(server, request, "completion")
 
+    add_playground(app)
     app.add_middleware(_MetricsMiddleware, metrics=server.metrics)
     return app
 
