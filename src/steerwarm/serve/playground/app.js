@@ -67,6 +67,7 @@ function applyDial() {
       `is offered. Server note: ${dial.note}`;
     slider.value = "0";
     slider.disabled = true;
+    $("warmth-scale").textContent = "only warmth 0 (the base model) is served";
     $("compare").value = "0";
     $("compare").disabled = true;
     $("mode-single").checked = true;
