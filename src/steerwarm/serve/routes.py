@@ -8,6 +8,8 @@ Invariants:
   429); anything unexpected is a 500 error object. No request can leave the server unable to serve the next one.
 - With an API key configured, every route but /health and the playground's static page (`GET /`, see
   playground.py) needs `Authorization: Bearer <key>`, compared in constant time (`hmac.compare_digest`).
+- Browser-borne requests (guard.py, when `guard` is given): Host checked against the bound address and an allowlist,
+  JSON bodies only (415), CORS off unless origins are listed.
 - A request whose client goes away is cancelled in the engine: streaming responses are cancelled by the ASGI server
   on disconnect; non-streaming handlers watch the connection while they wait.
 - Every response (and the last chunk of every stream) carries the `steering` block.
@@ -28,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from steerwarm.serve.chat import chat_response, prepare_chat
 from steerwarm.serve.completions import completion_response, prepare_completion
 from steerwarm.serve.errors import APIError
+from steerwarm.serve.guard import Guard, GuardConfig
 from steerwarm.serve.metrics import Metrics
 from steerwarm.serve.models import model_card
 from steerwarm.serve.playground import add_playground
@@ -86,8 +89,10 @@ async def complete(server: Server, request: Request, kind: str) -> Response:
 
 
 def create_app(engine: ServingEngine, config: ServerConfig, metrics: Metrics | None = None,
-               *, manage_engine: bool = True) -> FastAPI:
-    """The FastAPI app. With `manage_engine`, the engine's worker starts and stops with the app's lifespan."""
+               *, manage_engine: bool = True, guard: GuardConfig | None = None) -> FastAPI:
+    """The FastAPI app. With `manage_engine`, the engine's worker starts and stops with the app's lifespan. `guard`
+    puts the browser-borne-request rules of guard.py in front of every route (`steerwarm serve` always does; an app
+    embedded in tests or another server may leave them to its host)."""
     server = Server(engine, config, metrics)
 
     @asynccontextmanager
@@ -157,6 +162,8 @@ def create_app(engine: ServingEngine, config: ServerConfig, metrics: Metrics | N
         return await complete(server, request, "completion")
 
     add_playground(app)
+    if guard is not None:
+        app.add_middleware(Guard, config=guard)  # inside the metrics: its refusals are counted too
     app.add_middleware(_MetricsMiddleware, metrics=server.metrics)
     return app
 
