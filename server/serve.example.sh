@@ -24,7 +24,9 @@ exec .venv/bin/steerwarm serve \
     --max-body-bytes 1048576 \
     --default-max-tokens 1024 \
     --log-level warning \
+    --drain-seconds 30 \
     "$@"
     # more, passed through "$@" (e.g. server/serve.example.sh --port 8001):
     # --threads 2                    torch CPU threads (default: torch's choice)
+    # --api-keys-file keys.txt       several keys with ids and per-key limits (kill -HUP reloads it)
     # --chat-template tmpl.jinja     for a model without a chat template

@@ -50,10 +50,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(args: list[str], log: Path, timeout: float = 240.0) -> Iterator[RunningServer]:
+def serve(args: list[str], log: Path, timeout: float = 240.0, *, module: str = "steerwarm.cli",
+          env: dict[str, str] | None = None) -> Iterator[RunningServer]:
+    """`python -m MODULE serve ARGS` (MODULE: the CLI, or a test wrapper of it such as tests.serve.slow_serve), with
+    `env` added to the environment."""
     port = free_port()
-    cmd = [sys.executable, "-m", "steerwarm.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    cmd = [sys.executable, "-m", module, "serve", "--host", "127.0.0.1", "--port", str(port), *args]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", **(env or {}))
     with log.open("wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
     server = RunningServer(f"http://127.0.0.1:{port}", proc, log)

@@ -3,7 +3,9 @@
 engine in this process (`steerwarm.serve.vllm_engine`), when vLLM is installed.
 
 Invariants: binds to 127.0.0.1 unless told otherwise and warns when it listens elsewhere without an API key; says
-at start-up which vectors are registered, which were skipped and why, and whether the warmth dial is enabled.
+at start-up which vectors are registered, which were skipped and why, and whether the warmth dial is enabled; refuses
+a bad keys file before loading the model, naming the line. SIGTERM drains (`steerwarm.serve.lifecycle`) and exits 0;
+SIGHUP reloads the keys file (from start-up on: a SIGHUP while the model loads is ignored).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -45,7 +48,15 @@ def serve_command(
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
     api_key: Annotated[str | None, typer.Option(envvar="STEERWARM_API_KEY",
                                                 help="Require 'Authorization: Bearer KEY' (or set "
-                                                     "STEERWARM_API_KEY).")] = None,
+                                                     "STEERWARM_API_KEY); its id is 'default'. With "
+                                                     "--api-keys-file, both are accepted.")] = None,
+    api_keys_file: Annotated[Path | None, typer.Option(help="Keys file: one 'ID KEY [rpm=N] [tpm=N]' a line (ids "
+                                                            "in logs and /metrics, optional per-key limits of "
+                                                            "requests and tokens per minute); SIGHUP reloads it.")]
+    = None,
+    drain_seconds: Annotated[float, typer.Option(min=0, help="On SIGTERM: new connections are refused, running "
+                                                             "requests get this long to finish, then are cut with "
+                                                             "an error (503 / a final error event).")] = 30.0,
     max_batch: Annotated[int, typer.Option(min=1, help="Most sequences decoded together.")] = 32,
     max_queue: Annotated[int, typer.Option(min=1, help="Most requests waiting; beyond it: 429.")] = 256,
     dtype: Annotated[str, typer.Option(help="float32 (default: batched rows equal their solo runs), bfloat16 "
@@ -73,11 +84,22 @@ def serve_command(
     # Idle OpenMP threads sleep instead of spinning (a bounded spin first): see cli.options.passive_openmp.
     # Set OMP_WAIT_POLICY / GOMP_SPINCOUNT yourself to override.
     passive_openmp(spin=SERVE_SPIN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the server handles it: reload, never die while loading
+    from steerwarm.serve.keys import KeysFileError, read_keys_file  # light: a bad file fails before torch loads
+
+    if api_keys_file is not None:
+        try:
+            key_ids = [k.id for k in read_keys_file(api_keys_file, api_key)]
+        except KeysFileError as exc:
+            console.print(f"[red]error:[/red] --api-keys-file: {escape(str(exc))}")
+            raise typer.Exit(2) from None
+        console.print(f"API keys from {api_keys_file}: {', '.join(key_ids)}" + (" and --api-key (default)"
+                                                                                 if api_key else ""))
     import torch
-    import uvicorn
 
     from steerwarm.model.load import ModelNotFoundError, load
     from steerwarm.serve.engine import Engine
+    from steerwarm.serve.lifecycle import run
     from steerwarm.serve.registry import SteeringRegistry
     from steerwarm.serve.routes import create_app
     from steerwarm.serve.server import ServerConfig, ServingEngine
@@ -96,7 +118,7 @@ def serve_command(
     explicit = vectors is not None
     if vectors is None:
         vectors = shipped_vectors()
-    if not _loopback(host) and not api_key:
+    if not _loopback(host) and not api_key and api_keys_file is None:
         console.print(f"[yellow]warning:[/yellow] listening on {host} without --api-key: anyone who can reach "
                       "this port can use the model")
     engine: ServingEngine
@@ -115,8 +137,8 @@ def serve_command(
     except (ModelNotFoundError, FileNotFoundError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    app = create_app(engine, ServerConfig(model_name=loaded.name, api_key=api_key, max_body_bytes=max_body_bytes,
-                                          default_max_tokens=default_max_tokens))
+    app = create_app(engine, ServerConfig(model_name=loaded.name, api_key=api_key, api_keys_file=api_keys_file,
+                                          max_body_bytes=max_body_bytes, default_max_tokens=default_max_tokens))
     console.print(f"model {loaded.name} ({loaded.fingerprint}, {where}, context {engine.context_length})")
     names = ", ".join(f"{k} (layers {v.layers})" for k, v in sorted(registry.vectors.items())) or "none"
     console.print(f"vectors from {vectors}: {names}")
@@ -125,5 +147,5 @@ def serve_command(
     console.print(registry.dial_note)
     console.print(note)
     console.print(f"serving on http://{host}:{port}/v1 (max batch {max_batch}, queue {max_queue}, "
-                  f"API key {'required' if api_key else 'off'})")
-    uvicorn.run(app, host=host, port=port, http="h11", log_level=log_level, lifespan="on")
+                  f"API key {'required' if api_key or api_keys_file else 'off'}, drain {drain_seconds:g} s)")
+    run(app, host=host, port=port, log_level=log_level, drain_seconds=drain_seconds)

@@ -130,6 +130,8 @@ class ChoiceDone:
 @dataclass(frozen=True)
 class Failed:
     message: str
+    status: int = 500  # what the HTTP layer answers (503 for requests cut by a drain deadline)
+    code: str = "generation_failed"
 
 
 Event = PromptReady | Delta | ChoiceDone | Failed

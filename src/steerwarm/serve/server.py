@@ -6,17 +6,24 @@ the `steering` block. The endpoint modules (chat, completions, models) and strea
 Invariants:
 - Every client-caused failure is an `APIError` with its status; nothing here leaves the engine holding a request
   whose client is gone (collect cancels what it did not finish).
-- With an API key configured, `check_auth` compares it in constant time (`hmac.compare_digest`).
+- With keys configured (`--api-key`, `--api-keys-file`: `steerwarm.serve.keys`), `check_auth` admits a request only
+  with a key among them (compared in constant time) and within that key's limits (429 with `Retry-After` beyond
+  them); the request's key id is then in `keys.current_key` for metrics and token charges. Keys are never logged.
+- Drain (SIGTERM, `steerwarm.serve.lifecycle`): `begin_drain` leaves running requests alone; `drain_seconds`
+  later `cut_inflight` ends every request still running with a 503 `server_shutting_down` (an error event in a stream)
+  and refuses any later submission the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
+import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from fastapi import Request
@@ -33,6 +40,7 @@ from steerwarm.serve.engine import (
     QueueFullError,
 )
 from steerwarm.serve.errors import APIError
+from steerwarm.serve.keys import KeyRing, KeysFileError, current_key, retry_after
 from steerwarm.serve.metrics import Metrics
 from steerwarm.serve.protocol import (
     AppliedVector,
@@ -46,6 +54,7 @@ from steerwarm.serve.protocol import (
 from steerwarm.serve.registry import RowSteering, SteeringRegistry
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger("steerwarm.serve")
 
 
 class ServingEngine(Protocol):
@@ -86,7 +95,8 @@ class ServingEngine(Protocol):
 @dataclass(frozen=True)
 class ServerConfig:
     model_name: str
-    api_key: str | None = None
+    api_key: str | None = None  # the single key (id "default"); with api_keys_file, both are in force
+    api_keys_file: Path | None = None  # several keys with ids and limits (keys.py), reloaded by `reload_keys`
     max_body_bytes: int = 1 << 20
     default_max_tokens: int = 1024  # chat completions without max_tokens (clamped to the context left)
     completion_default_max_tokens: int = 16  # legacy completions default, as OpenAI's
@@ -102,6 +112,14 @@ class Bridge:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.queue: asyncio.Queue[tuple[int, Event]] = asyncio.Queue()
+        self.handles: Sequence[Handle] = ()
+
+    def abort(self, failed: Failed) -> None:
+        """End the request (call in the loop): its reader sees `failed` after what already arrived; the engine drops
+        its rows."""
+        self.queue.put_nowait((0, failed))
+        for h in self.handles:
+            h.cancel()
 
     def sink(self, k: int) -> Callable[[Event], None]:
         def put(event: Event) -> None:
@@ -199,6 +217,10 @@ class Server:
         self.created = int(time.time())
         self.body = BodyReader(config.max_body_bytes)
         self.served = canonical_name(config.model_name)
+        self.keys = KeyRing(config.api_key, config.api_keys_file)
+        self._inflight: weakref.WeakSet[Bridge] = weakref.WeakSet()  # submitted, not yet `release`d
+        self.draining = False
+        self.cut: str | None = None  # after the drain deadline: why new submissions are refused
         m = self.metrics
         m.gauge("steerwarm_queue_depth", "Requests waiting to join the batch.", lambda: engine.queue_depth)
         m.gauge("steerwarm_running_rows", "Sequences in the running batch.", lambda: engine.running_rows)
@@ -214,19 +236,56 @@ class Server:
                   "steering, decoding); the rest of the batch went on.", lambda: engine.row_failures)
         m.counter("steerwarm_step_failures_total", "Engine steps that failed as a whole (every request in flight "
                   "failed, the batch was reset).", lambda: engine.step_failures)
+        m.gauge("steerwarm_api_keys", "API keys in force (--api-key and --api-keys-file).", lambda: len(self.keys.ids))
 
     # -- helpers --------------------------------------------------------------------------------------------------
     def check_auth(self, request: Request) -> None:
-        key = self.config.api_key
-        if not key:
+        if not self.keys.enabled:
             return
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise APIError(401, "missing API key: send the header 'Authorization: Bearer <key>'",
                            code="invalid_api_key")
-        if not hmac.compare_digest(token.strip().encode(), key.encode()):
+        key = self.keys.match(token.strip())
+        if key is None:
             raise APIError(401, "incorrect API key provided", code="invalid_api_key")
+        current_key.set(key)
+        refused = key.admit()
+        if refused is not None:
+            limit, wait = refused
+            secs = retry_after(wait)
+            what = f"{key.rpm} requests" if limit == "rpm" else f"{key.tpm} tokens"
+            raise APIError(429, f"rate limit reached for API key {key.id!r}: {what} per minute; retry in {secs} s",
+                           code="rate_limit_exceeded", retry_after=secs)
+
+    def reload_keys(self) -> None:
+        """Re-read the keys file (SIGHUP); on a bad file keep the keys in force and log why."""
+        try:
+            ids = self.keys.reload()
+        except KeysFileError as exc:
+            log.error("keys not reloaded, the previous keys stay in force: %s", exc)
+            return
+        log.warning("keys reloaded from %s: %d in force (%s)", self.keys.path, len(ids), ", ".join(ids))
+
+    # -- drain ----------------------------------------------------------------------------------------------------
+    def begin_drain(self, seconds: float) -> None:
+        """The listener is closing (call in the loop): let running requests finish, cut what runs `seconds` later."""
+        if self.draining:
+            return
+        self.draining = True
+        running = len(self._inflight)
+        log.warning("draining: new connections refused; %d request(s) submitted may run %g s more "
+                    "(--drain-seconds)", running, seconds)
+        asyncio.get_running_loop().call_later(seconds, self.cut_inflight, seconds)
+
+    def cut_inflight(self, seconds: float) -> None:
+        self.cut = (f"the server is shutting down: requests still running {seconds:g} s after it was told to stop "
+                    "(--drain-seconds) are cancelled; retry")
+        bridges = list(self._inflight)
+        for bridge in bridges:
+            bridge.abort(Failed(self.cut, status=503, code="server_shutting_down"))
+        log.warning("drain deadline: cut %d request(s) still in flight", len(bridges))
 
     def model_warmth(self, model: str) -> float | None:
         base, warmth = split_model(model)
@@ -283,6 +342,8 @@ class Server:
         )
 
     def submit(self, prep: Prepared) -> tuple[Bridge, list[Handle]]:
+        if self.cut is not None:
+            raise APIError(503, self.cut, code="server_shutting_down")
         bridge = Bridge(asyncio.get_running_loop())
         try:
             handles = self.engine.submit(prep.requests, [bridge.sink(k) for k in range(len(prep.requests))])
@@ -290,7 +351,13 @@ class Server:
             raise APIError(429, str(exc), code="queue_full") from None
         except ValueError as exc:
             raise APIError(400, str(exc), code="invalid_value") from None
+        bridge.handles = handles
+        self._inflight.add(bridge)
         return bridge, handles
+
+    def release(self, bridge: Bridge) -> None:
+        """The request's response is complete (or abandoned): a drain no longer waits for it."""
+        self._inflight.discard(bridge)
 
     # -- non-streaming --------------------------------------------------------------------------------------------
     async def collect(self, request: Request, prep: Prepared, bridge: Bridge, handles: Sequence[Handle]
@@ -308,13 +375,14 @@ class Server:
                     raise ClientGone()
                 k, ev = getter.result()
                 if isinstance(ev, Failed):
-                    raise APIError(500, ev.message, code="generation_failed")
+                    raise APIError(ev.status, ev.message, code=ev.code)
                 if isinstance(ev, PromptReady):
                     prompts[k] = ev
                 elif isinstance(ev, ChoiceDone):
                     dones[k * prep.n + ev.choice] = ev
         finally:
             watcher.cancel()
+            self.release(bridge)
             if len(dones) < total:
                 for h in handles:
                     h.cancel()
@@ -324,6 +392,9 @@ class Server:
         p = sum(x.prompt_tokens for x in prompts if x is not None)
         c = sum(d.completion_tokens for d in dones)
         self.metrics.add_tokens(p, c)
+        key = current_key.get()
+        if key is not None:
+            key.charge(p + c)
         return Usage(prompt_tokens=p, completion_tokens=c, total_tokens=p + c)
 
 

@@ -2,7 +2,8 @@
 `steering` block, then `[DONE]`.
 
 Invariants: a stream that ends early (client gone, server stopping) cancels its requests in the engine; a
-generation failure becomes an error event followed by `[DONE]`; the last chunk carries the `steering` block.
+generation failure (or a request cut at the end of a drain, see `Server.cut_inflight`) becomes an error event followed
+by `[DONE]`; the last chunk carries the `steering` block.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ async def stream(server: Server, prep: Prepared, bridge: Bridge, handles: Sequen
         while len(dones) < total:
             k, ev = await bridge.queue.get()
             if isinstance(ev, Failed):
-                err = APIError(500, ev.message, code="generation_failed")
+                err = APIError(ev.status, ev.message, code=ev.code)
                 yield f"data: {json.dumps(err.body())}\n\n"
                 yield "data: [DONE]\n\n"
                 complete = True
@@ -109,6 +110,7 @@ async def stream(server: Server, prep: Prepared, bridge: Bridge, handles: Sequen
         yield "data: [DONE]\n\n"
         complete = True
     finally:
+        server.release(bridge)
         if not complete:
             for h in handles:
                 h.cancel()
