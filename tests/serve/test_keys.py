@@ -139,7 +139,7 @@ def test_limits_answer_429_with_retry_after_and_usage_is_counted_by_key_id(keyed
                  'steerwarm_key_requests_total{key="bob",status="429"} 1',
                  f'steerwarm_key_tokens_total{{key="bob",kind="prompt"}} {done.usage.prompt_tokens}',
                  f'steerwarm_key_tokens_total{{key="bob",kind="completion"}} {done.usage.completion_tokens}',
-                 "steerwarm_api_keys 4.0"):
+                 "steerwarm_api_keys 4.0", "steerwarm_rate_limited_total 2.0"):
         assert line in text, line
 
 

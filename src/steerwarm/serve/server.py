@@ -221,6 +221,7 @@ class Server:
         self._inflight: weakref.WeakSet[Bridge] = weakref.WeakSet()  # submitted, not yet `release`d
         self.draining = False
         self.cut: str | None = None  # after the drain deadline: why new submissions are refused
+        self.rate_limited = 0  # 429s for a key over its limit (the other 429s: queue full)
         m = self.metrics
         m.gauge("steerwarm_queue_depth", "Requests waiting to join the batch.", lambda: engine.queue_depth)
         m.gauge("steerwarm_running_rows", "Sequences in the running batch.", lambda: engine.running_rows)
@@ -237,6 +238,8 @@ class Server:
         m.counter("steerwarm_step_failures_total", "Engine steps that failed as a whole (every request in flight "
                   "failed, the batch was reset).", lambda: engine.step_failures)
         m.gauge("steerwarm_api_keys", "API keys in force (--api-key and --api-keys-file).", lambda: len(self.keys.ids))
+        m.counter("steerwarm_rate_limited_total", "Requests refused (429) because their key was over its rpm or tpm "
+                  "limit (by key: steerwarm_key_requests_total).", lambda: self.rate_limited)
 
     # -- helpers --------------------------------------------------------------------------------------------------
     def check_auth(self, request: Request) -> None:
@@ -255,6 +258,7 @@ class Server:
         if refused is not None:
             limit, wait = refused
             secs = retry_after(wait)
+            self.rate_limited += 1
             what = f"{key.rpm} requests" if limit == "rpm" else f"{key.tpm} tokens"
             raise APIError(429, f"rate limit reached for API key {key.id!r}: {what} per minute; retry in {secs} s",
                            code="rate_limit_exceeded", retry_after=secs)
