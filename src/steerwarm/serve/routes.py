@@ -13,6 +13,7 @@ Invariants:
 - A request whose client goes away is cancelled in the engine: streaming responses are cancelled by the ASGI server
   on disconnect; non-streaming handlers watch the connection while they wait.
 - Every response (and the last chunk of every stream) carries the `steering` block.
+- `GET /openapi.json` (no key) is openapi.py's document: the request and response models the routes use.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from steerwarm.serve.errors import APIError
 from steerwarm.serve.guard import Guard, GuardConfig
 from steerwarm.serve.metrics import Metrics
 from steerwarm.serve.models import model_card
+from steerwarm.serve.openapi import openapi_document
 from steerwarm.serve.playground import add_playground
 from steerwarm.serve.protocol import (
     ModelList,
@@ -41,7 +43,7 @@ from steerwarm.serve.server import ClientGone, Server, ServerConfig, ServingEngi
 from steerwarm.serve.streaming import stream
 
 log = logging.getLogger("steerwarm.serve")
-ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics")
+ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics", "/openapi.json")
 
 
 class _MetricsMiddleware:
@@ -129,6 +131,12 @@ def create_app(engine: ServingEngine, config: ServerConfig, metrics: Metrics | N
         log.exception("unexpected error")
         err = APIError(500, f"internal error: {type(exc).__name__}: {exc}", code="internal_error")
         return JSONResponse(err.body(), status_code=500)
+
+    document = openapi_document(app.version)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_json() -> JSONResponse:
+        return JSONResponse(document)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
