@@ -18,8 +18,9 @@ Invariants:
 - A file that does not parse is refused whole, naming the line (`KeysFileError`): at start-up the server does not
   start, at reload the old keys stay in force.
 - Limits are sliding windows of 60 s: a request is admitted when fewer than rpm requests were admitted in the last
-  60 s and fewer than tpm tokens were charged in the last 60 s; tokens are charged when the request completes. A refusal
-  says how many seconds until the window would admit it (`Retry-After`).
+  60 s and fewer than tpm tokens were charged in the last 60 s; tokens are charged when the request ends (completed:
+  its usage; cancelled, failed or cut: what it used, see `server.Bridge`). A refusal says how many seconds until the
+  window would admit it (`Retry-After`).
 - A reload keeps each id's window (rotating alice's key does not reset her usage); requests in flight keep the
   `KeyState` they were admitted with, so a removed key's running requests finish and are charged to it.
 """

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 from steerwarm.model.load import LoadedModel, canonical_name
 from steerwarm.serve.engine import (
     ChoiceDone,
+    Delta,
     EngineRequest,
     Event,
     Failed,
@@ -107,12 +108,28 @@ class ClientGone(Exception):
 
 
 class Bridge:
-    """Carries engine events (worker thread) into the event loop, tagged with the prompt they belong to."""
+    """Carries engine events (worker thread) into the event loop, tagged with the prompt they belong to, and counts
+    the tokens they report: what a key is charged, even for a request that does not complete (its prompts, each
+    finished choice's completion tokens, and one token per streamed delta of an unfinished choice: a lower bound)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.queue: asyncio.Queue[tuple[int, Event]] = asyncio.Queue()
         self.handles: Sequence[Handle] = ()
+        self._prompt_tokens = 0
+        self._completion: dict[tuple[int, int], int] = {}  # (prompt, choice) -> tokens so far
+
+    @property
+    def tokens(self) -> int:
+        return self._prompt_tokens + sum(self._completion.values())
+
+    def _count(self, k: int, event: Event) -> None:
+        if isinstance(event, PromptReady):
+            self._prompt_tokens += event.prompt_tokens
+        elif isinstance(event, Delta):
+            self._completion[(k, event.choice)] = self._completion.get((k, event.choice), 0) + 1
+        elif isinstance(event, ChoiceDone):
+            self._completion[(k, event.choice)] = event.completion_tokens
 
     def abort(self, failed: Failed) -> None:
         """End the request (call in the loop): its reader sees `failed` after what already arrived; the engine drops
@@ -123,6 +140,7 @@ class Bridge:
 
     def sink(self, k: int) -> Callable[[Event], None]:
         def put(event: Event) -> None:
+            self._count(k, event)
             self.loop.call_soon_threadsafe(self.queue.put_nowait, (k, event))
 
         return put
@@ -360,8 +378,14 @@ class Server:
         return bridge, handles
 
     def release(self, bridge: Bridge) -> None:
-        """The request's response is complete (or abandoned): a drain no longer waits for it."""
+        """The request's response is complete (or abandoned): a drain no longer waits for it, and its key (if any)
+        is charged the tokens it used (once)."""
+        if bridge not in self._inflight:
+            return
         self._inflight.discard(bridge)
+        key = current_key.get()
+        if key is not None:
+            key.charge(bridge.tokens)
 
     # -- non-streaming --------------------------------------------------------------------------------------------
     async def collect(self, request: Request, prep: Prepared, bridge: Bridge, handles: Sequence[Handle]
@@ -396,9 +420,6 @@ class Server:
         p = sum(x.prompt_tokens for x in prompts if x is not None)
         c = sum(d.completion_tokens for d in dones)
         self.metrics.add_tokens(p, c)
-        key = current_key.get()
-        if key is not None:
-            key.charge(p + c)
         return Usage(prompt_tokens=p, completion_tokens=c, total_tokens=p + c)
 
 
