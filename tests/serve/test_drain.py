@@ -58,7 +58,7 @@ def test_sigterm_drains_running_requests_refuses_new_ones_cuts_the_rest_and_exit
             httpx.Client(base_url=server.v1, timeout=60) as http, ThreadPoolExecutor(1) as pool:
         client = OpenAI(base_url=server.v1, api_key="unused", max_retries=0, timeout=60)
         short = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hello"}],
-                                               max_tokens=20, temperature=0, stream=True)
+                                               max_tokens=40, temperature=0, stream=True)  # ~1.2 s
         chunks = [next(iter(short))]
         plain = pool.submit(httpx.post, server.v1 + "/completions", json=LONG, timeout=60)
         with http.stream("POST", "/completions", json={**LONG, "stream": True}) as long:
