@@ -50,9 +50,10 @@ def serve_command(
                                                 help="Require 'Authorization: Bearer KEY' (or set "
                                                      "STEERWARM_API_KEY); its id is 'default'. With "
                                                      "--api-keys-file, both are accepted.")] = None,
-    api_keys_file: Annotated[Path | None, typer.Option(help="Keys file: one 'ID KEY [rpm=N] [tpm=N]' a line (ids "
-                                                            "in logs and /metrics, optional per-key limits of "
-                                                            "requests and tokens per minute); SIGHUP reloads it.")]
+    api_keys_file: Annotated[Path | None, typer.Option(help="Keys file: one 'ID KEY' a line, optionally followed "
+                                                            "by limits 'rpm=N tpm=N' (requests and tokens per "
+                                                            "minute); ids show in logs and /metrics, keys never. "
+                                                            "SIGHUP reloads it.")]
     = None,
     drain_seconds: Annotated[float, typer.Option(min=0, help="On SIGTERM: new connections are refused, running "
                                                              "requests get this long to finish, then are cut with "
