@@ -30,3 +30,5 @@ exec .venv/bin/steerwarm serve \
     # --threads 2                    torch CPU threads (default: torch's choice)
     # --api-keys-file keys.txt       several keys with ids and per-key limits (kill -HUP reloads it)
     # --chat-template tmpl.jinja     for a model without a chat template
+    # --allowed-host api.example.com another Host name it answers to (repeat; others get 403: DNS rebinding)
+    # --cors-origin https://app.example.com  a browser origin allowed to call the API (repeat; CORS is off without)

@@ -2,7 +2,7 @@
 
 - Schemathesis generates bounded cases from the server's own /openapi.json for every operation: no 5xx, every 4xx an
   OpenAI error object, every status and body as the document declares (status, content type, response schema).
-- Hand-made cases it does not produce: invalid UTF-8, a JSON nesting bomb, a 100 MB body, a body that arrives byte by
+- Hand-made cases it does not produce: a rebound Host and a body not sent as JSON (the guard), invalid UTF-8, a JSON nesting bomb, a 100 MB body, a body that arrives byte by
   byte, a header flood, a request cancelled during prefill.
 - After all of it, a normal request is answered exactly as before, and nothing is left running.
 """
@@ -140,6 +140,11 @@ def test_hand_made_attacks_get_clear_4xx(server: RunningServer, before: dict[str
     huge = b'{"model": "tiny", "messages": [], "pad": "' + b"x" * (100 << 20) + b'"}'
     reply = _raw(server, _post(huge), chunk=1 << 20)
     assert _status(reply) == 413 and _error_code(reply), reply[:300]
+    # `steerwarm serve` puts the guard in front (serve/guard.py): a rebound Host, a body not sent as JSON
+    reply = _raw(server, _post(good).replace(b"Host: 127.0.0.1", b"Host: rebind.attacker.example"))
+    assert _status(reply) == 403 and _error_code(reply) == "host_not_allowed", reply[:300]
+    reply = _raw(server, _post(good).replace(b"application/json", b"text/plain"))
+    assert _status(reply) == 415 and _error_code(reply) == "unsupported_media_type", reply[:300]
     slow = _raw(server, _post(good), pause=0.002, chunk=1)  # byte by byte
     assert _status(slow) == 200 and json.loads(slow.split(b"\r\n\r\n", 1)[1])["choices"][0]["message"] == before
     flood = "".join(f"X-Flood-{i}: {'v' * 64}\r\n" for i in range(4000))

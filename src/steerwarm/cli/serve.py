@@ -76,6 +76,13 @@ def serve_command(
     = 1024,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: torch's choice).")]
     = None,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        help="Another Host name this server answers to (repeat), besides the bound address (and the loopback "
+             "names when bound to loopback); a server bound to 0.0.0.0 answers any Host unless this is given. "
+             "Other Hosts get 403 (DNS rebinding).")] = None,
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        help="An origin allowed to call the API from a browser page (repeat; '*' for any). CORS is off without "
+             "it; the playground at / is same-origin and needs none.")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
     engine_kind: Annotated[str, typer.Option("--engine", help="hf (steerwarm's batching engine) or vllm (vLLM's "
                                                              "engine in this process; needs vLLM: "
@@ -100,6 +107,7 @@ def serve_command(
 
     from steerwarm.model.load import ModelNotFoundError, load
     from steerwarm.serve.engine import Engine
+    from steerwarm.serve.guard import GuardConfig
     from steerwarm.serve.lifecycle import run
     from steerwarm.serve.registry import SteeringRegistry
     from steerwarm.serve.routes import create_app
@@ -139,7 +147,9 @@ def serve_command(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     app = create_app(engine, ServerConfig(model_name=loaded.name, api_key=api_key, api_keys_file=api_keys_file,
-                                          max_body_bytes=max_body_bytes, default_max_tokens=default_max_tokens))
+                                          max_body_bytes=max_body_bytes, default_max_tokens=default_max_tokens),
+                     guard=GuardConfig(bind=host, allowed_hosts=tuple(allowed_host or ()),
+                                       cors_origins=tuple(cors_origin or ())))
     console.print(f"model {loaded.name} ({loaded.fingerprint}, {where}, context {engine.context_length})")
     names = ", ".join(f"{k} (layers {v.layers})" for k, v in sorted(registry.vectors.items())) or "none"
     console.print(f"vectors from {vectors}: {names}")
