@@ -9,7 +9,7 @@ run: setup
 
 test:
 	STEERWARM_EXTRAS=dev,interp ./scripts/setup
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q --durations=30
 
 # The vLLM plugin's tests: vLLM's CPU build in its own environment (.venv-vllm, about 5 minutes to install), the
 # default model prepared by the main set-up. Separate from `make test` to keep that under 15 minutes; CI runs both.

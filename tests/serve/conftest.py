@@ -56,29 +56,38 @@ def serve(args: list[str], log: Path, timeout: float = 240.0, *, module: str = "
     `env` added to the environment."""
     port = free_port()
     cmd = [sys.executable, "-m", module, "serve", "--host", "127.0.0.1", "--port", str(port), *args]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", **(env or {}))
+    base = f"http://127.0.0.1:{port}"
+    with running(cmd, log, base + "/health", "server", timeout, env=dict(os.environ, HF_HUB_OFFLINE="1",
+                                                                          **(env or {}))) as proc:
+        yield RunningServer(base, proc, log)
+
+
+@contextmanager
+def running(cmd: list[str], log: Path, ready_url: str, name: str, timeout: float, *,
+            env: dict[str, str] | None = None, stop_timeout: float = 20.0) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `cmd` (output to `log`) until `ready_url` answers 200 (its log in the error when it exits or does not
+    get ready within `timeout` s); terminate it (then kill it) when the block ends."""
     with log.open("wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
-    server = RunningServer(f"http://127.0.0.1:{port}", proc, log)
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()}")
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log.read_text()}")
             try:
-                with urllib.request.urlopen(server.base_url + "/health", timeout=2) as r:
+                with urllib.request.urlopen(ready_url, timeout=2) as r:
                     if r.status == 200:
                         break
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start within {timeout}s:\n{log.read_text()}")
+                raise RuntimeError(f"{name} did not get ready within {timeout}s:\n{log.read_text()}")
             time.sleep(0.3)
-        yield server
+        yield proc
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=stop_timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

@@ -36,7 +36,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from steerwarm.cli.app import app
 from tests.conftest import make_tiny_model, make_tokenizer
-from tests.serve.conftest import RunningServer, free_port, serve
+from tests.serve.conftest import RunningServer, free_port, running, serve
 from tests.system_tools import require_binary
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,32 +99,10 @@ def prometheus(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) 
     tmp = tmp_path_factory.mktemp("prometheus")
     config = deploy_dir(tmp / "etc", target=server.base_url.removeprefix("http://"))
     prom = Prometheus(f"http://127.0.0.1:{free_port()}", tmp / "prometheus.log")
-    with prom.log.open("wb") as fh:
-        proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'data'}",
-                                 f"--web.listen-address={prom.url.removeprefix('http://')}", "--log.level=warn"],
-                                stdout=fh, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {proc.returncode}:\n{prom.log.read_text()}")
-            try:
-                with urllib.request.urlopen(prom.url + "/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"prometheus not ready within 30 s:\n{prom.log.read_text()}")
-            time.sleep(0.2)
+    cmd = [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'data'}",
+           f"--web.listen-address={prom.url.removeprefix('http://')}", "--log.level=warn"]
+    with running(cmd, prom.log, prom.url + "/-/ready", "prometheus", 30, stop_timeout=15):
         yield prom
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def eventually(read: Any, want: Any, prom: Prometheus, timeout: float = 20.0) -> Any:

@@ -2,8 +2,8 @@
 
 - Schemathesis generates bounded cases from the server's own /openapi.json for every operation: no 5xx, every 4xx an
   OpenAI error object, every status and body as the document declares (status, content type, response schema).
-- Hand-made cases it does not produce: a rebound Host and a body not sent as JSON (the guard), invalid UTF-8, a JSON nesting bomb, a 100 MB body, a body that arrives byte by
-  byte, a header flood, a request cancelled during prefill.
+- Hand-made cases it does not produce: a rebound Host and a body not sent as JSON (the guard), invalid UTF-8, a JSON
+  nesting bomb, a 100 MB body, a body that arrives byte by byte, a header flood, a request cancelled during prefill.
 - After all of it, a normal request is answered exactly as before, and nothing is left running.
 """
 
