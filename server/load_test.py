@@ -64,11 +64,20 @@ class Run:
         return self.window_tokens / self.window if self.window else 0.0
 
 
-def _pct(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile of `values` (nearest rank, no interpolation); nan when empty."""
     if not values:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def loopback_port(base_url: str) -> int:
+    """The port of an http://127.0.0.1 (or localhost) URL; any other URL stops the script: load only this machine."""
+    url = urlparse(base_url)
+    if url.hostname not in ("127.0.0.1", "localhost") or url.scheme != "http":
+        raise SystemExit(f"refusing to load-test {base_url}: only http://127.0.0.1 (this machine) is allowed")
+    return url.port or 80
 
 
 class Client:
@@ -204,10 +213,7 @@ def main() -> None:
     ap.add_argument("--wait", type=float, default=120.0, help="seconds to wait for the server to answer /health")
     args = ap.parse_args()
 
-    url = urlparse(args.base_url)
-    if url.hostname not in ("127.0.0.1", "localhost") or url.scheme != "http":
-        raise SystemExit(f"refusing to load-test {args.base_url}: only http://127.0.0.1 (this machine) is allowed")
-    host, port = "127.0.0.1", url.port or 80
+    host, port = "127.0.0.1", loopback_port(args.base_url)
 
     deadline = time.monotonic() + args.wait
     monitor = Client(host, port, args.api_key, args.model, 4)
@@ -249,7 +255,7 @@ def main() -> None:
         per = t.tokens / len(t.latencies) if t.latencies else 0.0
         print(f"{name:>24} {len(t.latencies):8d} {t.tokens:7d} {per:7.1f} {t.tps:7.1f} "
               f"{statistics.median(t.latencies) if t.latencies else float('nan'):6.2f} "
-              f"{_pct(t.latencies, 0.95):6.2f}")
+              f"{percentile(t.latencies, 0.95):6.2f}")
         for e in sorted(set(t.errors))[:3]:
             print(f"{'':>24} error: {e}")
     base = totals[names[0]].tps
