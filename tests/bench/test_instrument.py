@@ -142,6 +142,8 @@ def test_instrument_flags_a_task_at_chance_or_below_the_shorter_answer_rule() ->
     assert c.chance == pytest.approx(0.2) and c.can_measure is True and c.shorter is None
     open_answers = instrument_check(good, "generate")
     assert open_answers[0].chance is None and open_answers[0].can_measure is None
+    never = instrument_check(_neutral_frame("trivia", 5, 10), "generate")[0]  # 0 of 10 right: Wilson [0%, 27.8%]
+    assert never.accuracy == 0.0 and never.can_measure is False and "reaches 0%" in never.reason
 
 
 def test_belief_pairs_match_each_belief_prompt_with_its_control() -> None:

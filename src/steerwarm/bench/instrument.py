@@ -9,7 +9,9 @@ and which items does the reference know.
    options, averaged over items) and not defined for open answers (trivia, truthfulqa, disinfo). The shorter-answer
    rule is a two-reply rule: it is a baseline in likelihood mode only. A task **cannot measure an effect** when
    the lower end of the accuracy's interval does not exceed every defined baseline: its errors are then not
-   distinguishable from guessing or a length heuristic, and a change in them says nothing about warmth.
+   distinguishable from guessing or a length heuristic, and a change in them says nothing about warmth. Open
+   answers without a baseline cannot measure one either when that lower end is 0% (a target that may never be
+   right cannot err more); otherwise their verdict is "no baseline".
 2. Minimum detectable effect (MDE, pp, 80% power, two-sided 5% level) of the paired designs, from
    `stats.mcnemar_mde` (formula there): a comparison of two targets on the same prompts (discordance measured on
    a pair of runs, or, for one run, assumed: two targets erring independently at this run's rate, which is
@@ -187,6 +189,10 @@ def task_instrument(task: str, mode: str, neutral: pd.DataFrame, items: Sequence
     verdict: bool | None
     if n == 0:
         verdict, reason = False, "No neutral prompt (original / original_neutral without context) was scored."
+    elif not floors and lo <= 0.0:
+        verdict, reason = False, ("No chance level is defined for open answers, and the accuracy's 95% interval "
+                                  "reaches 0%: the target may never answer right, so its errors cannot rise to "
+                                  "show an effect.")
     elif not floors:
         verdict, reason = None, "No chance level is defined for open answers; judge the accuracy on its own."
     else:

@@ -76,8 +76,13 @@ def instrument_sentences(data: dict[str, Any]) -> list[str]:
         out.append("No task of this sweep can measure a warmth effect on errors with this model: the effects below "
                    "(present or not) are not evidence about warmth, and an absent effect is not evidence of none.")
     elif blind:
-        out.append(f"Only {', '.join(t for t in tasks if t not in blind)} can measure an effect; read the pooled "
-                   "effects with that in mind.")
+        able = [t for t, c in tasks.items() if c["can_measure"] is True]
+        out.append((f"Only {', '.join(able)} can measure an effect" if able else "No task is shown able to measure "
+                    "an effect") + "; read the pooled effects with that in mind.")
+    unjudged = [t for t, c in tasks.items() if c["can_measure"] is None]
+    if unjudged:
+        out.append(f"For {', '.join(unjudged)} no chance level is defined (open answers): whether they can measure "
+                   "an effect must be judged from their accuracy alone (instrument table).")
     pooled = [m for m in block["mde"] if m["task"] == ALL and m["design"] == "no context, no belief"
               and " vs " in m["comparison"] and not math.isnan(_val(m, "mde_pp"))]
     if pooled:
