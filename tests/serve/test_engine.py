@@ -316,7 +316,7 @@ def test_a_fault_in_one_rows_request_fails_it_alone(tiny: LoadedModel, monkeypat
         assert [(_tokens(d), d.text, d.finish_reason) for d in got] == [(_tokens(d), d.text, d.finish_reason)
                                                                          for d in solo]
     assert engine.row_failures == 1 and engine.running_rows == 0
-    # a poisoned request arriving while the fault is armed fails alone in its prefill step (steering: at admission)
+    # a poisoned request arriving while the fault is armed fails alone in its prefill step
     late = _run(engine, [bad, reqs[0]], before_step=lambda _: armed.update(on=True))
     assert isinstance(late[0][-1], Failed) and f"({phase})" in late[0][-1].message
     assert not any(isinstance(e, ChoiceDone) for e in late[0])

@@ -82,6 +82,13 @@ def test_sliding_windows_admit_refuse_and_say_when() -> None:
     assert key.admit() == ("tpm", 50.0)  # once the 60 charged at 160 leave, 50 < 100
     now[0] = 220.0
     assert key.admit() is None and key.usage() == (1, 50)
+    # a reload's new state for the same id shares the window: a request admitted before it is charged to both
+    reloaded = KeyState(KeySpec("k", KEYS["bob"], rpm=2, tpm=100), clock=lambda: now[0])
+    reloaded.adopt(key)
+    key.charge(30)
+    assert reloaded.usage() == key.usage() == (1, 80)
+    now[0] = 300.0
+    assert reloaded.usage() == (0, 0)
 
 
 def test_a_request_that_ends_early_is_charged_what_it_used() -> None:

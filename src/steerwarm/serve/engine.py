@@ -479,15 +479,8 @@ class Engine(EngineLoop):
         return out
 
     def _admit(self, newcomers: list[_Req]) -> None:
-        # every newcomer joins this step (but one whose steering cannot be resolved alone: it fails by itself);
-        # prompts are prefilled together, sorted by length into chunks of similar padded size
-        for r in newcomers:
-            fault = self._steering_fault(r.spec.steering)
-            if fault is not None:
-                self._fail_request(r, "steering", fault)
-        newcomers = [r for r in newcomers if not r.cancelled]
-        if not newcomers:
-            return
+        # every newcomer joins this step; prompts are prefilled together, sorted by length into chunks of similar
+        # padded size
         budget = max(2048, max(len(r.spec.prompt_ids) for r in newcomers))
         chunk: list[_Req] = []
         for r in sorted(newcomers, key=lambda r: len(r.spec.prompt_ids)):
@@ -526,7 +519,18 @@ class Engine(EngineLoop):
         # right padding: a prompt's tokens sit at positions (= slot columns) 0..L-1; padding comes after them
         positions = torch.arange(width, device=self.device).expand(len(group), width)
         start = len(self._rows)
-        self._apply_steering([r.spec.steering for r in group])
+        try:
+            self._apply_steering([r.spec.steering for r in group])
+        except Exception:  # nothing is written yet: fail the requests whose steering fails alone, prefill the rest
+            bad = [(r, exc) for r in group if (exc := self._steering_fault(r.spec.steering)) is not None]
+            if not bad:
+                raise
+            for r, exc in bad:
+                self._fail_request(r, "steering", exc)
+            rest = [r for r in group if not r.cancelled]
+            if rest:
+                self._prefill(rest)
+            return
         hidden = self._forward(start, ids, positions, width)
         self.prefills += 1
         at = torch.tensor([n - 1 for n in lengths], dtype=torch.long)

@@ -118,57 +118,68 @@ def read_keys_file(path: Path, single_key: str | None = None) -> list[KeySpec]:
     return specs
 
 
+@dataclass
+class _Window:
+    """A key id's sliding window: admission times, (time, tokens) charges, their token sum; guarded by `lock`."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    admitted: deque[float] = field(default_factory=deque)
+    charges: deque[tuple[float, int]] = field(default_factory=deque)
+    tokens: int = 0  # sum of charges
+
+
 class KeyState:
-    """One key id's limits and sliding windows (shared by its requests; thread-safe)."""
+    """One key id's limits and sliding window (shared by its requests; thread-safe)."""
 
     def __init__(self, spec: KeySpec, clock: Callable[[], float] = time.monotonic) -> None:
         self.id = spec.id
         self.rpm, self.tpm = spec.rpm, spec.tpm
         self._clock = clock
-        self._lock = threading.Lock()
-        self._admitted: deque[float] = deque()
-        self._charges: deque[tuple[float, int]] = deque()
-        self._tokens = 0  # sum of _charges
+        self._w = _Window()
 
     def _expire(self, now: float) -> None:
-        while self._admitted and self._admitted[0] <= now - WINDOW:
-            self._admitted.popleft()
-        while self._charges and self._charges[0][0] <= now - WINDOW:
-            self._tokens -= self._charges.popleft()[1]
+        w = self._w
+        while w.admitted and w.admitted[0] <= now - WINDOW:
+            w.admitted.popleft()
+        while w.charges and w.charges[0][0] <= now - WINDOW:
+            w.tokens -= w.charges.popleft()[1]
 
     def admit(self) -> tuple[str, float] | None:
         """Admit one request (counted in the window), or refuse it: (which limit, seconds until it would pass)."""
-        with self._lock:
+        w = self._w
+        with w.lock:
             now = self._clock()
             self._expire(now)
-            if self.rpm is not None and len(self._admitted) >= self.rpm:
-                return "rpm", self._admitted[len(self._admitted) - self.rpm] + WINDOW - now
-            if self.tpm is not None and self._tokens >= self.tpm:
-                left = self._tokens
-                for t, n in self._charges:  # the oldest charges expire first
+            if self.rpm is not None and len(w.admitted) >= self.rpm:
+                return "rpm", w.admitted[len(w.admitted) - self.rpm] + WINDOW - now
+            if self.tpm is not None and w.tokens >= self.tpm:
+                left = w.tokens
+                for t, n in w.charges:  # the oldest charges expire first
                     left -= n
                     if left < self.tpm:
                         return "tpm", t + WINDOW - now
-            self._admitted.append(now)
+            w.admitted.append(now)
             return None
 
     def charge(self, tokens: int) -> None:
         if tokens <= 0:
             return
-        with self._lock:
-            self._charges.append((self._clock(), tokens))
-            self._tokens += tokens
+        w = self._w
+        with w.lock:
+            w.charges.append((self._clock(), tokens))
+            w.tokens += tokens
 
     def adopt(self, old: KeyState) -> None:
-        """Take over `old`'s windows (the same id across a reload)."""
-        with old._lock:
-            self._admitted, self._charges, self._tokens = old._admitted, old._charges, old._tokens
+        """Share `old`'s window (the same id across a reload): a request admitted under `old` and charged after the
+        reload is counted in this one too."""
+        self._w = old._w
 
     def usage(self) -> tuple[int, int]:
         """(requests admitted, tokens charged) in the current window."""
-        with self._lock:
+        w = self._w
+        with w.lock:
             self._expire(self._clock())
-            return len(self._admitted), self._tokens
+            return len(w.admitted), w.tokens
 
 
 def retry_after(seconds: float) -> int:

@@ -229,9 +229,9 @@ def paper_summary(paper_dir: Path | None, tasks: Sequence[str]) -> dict[str, Any
     import pandas as pd
 
     if paper_dir is None or not paper_dir.is_dir():
-        where = paper_dir if paper_dir is None else display(paper_dir)
-        return {"available": False, "dir": None if paper_dir is None else display(paper_dir), "rows": [],
-                "contexts": [], "notes": [f"no paper summary folder at {where}"]}
+        where = None if paper_dir is None else display(paper_dir)
+        return {"available": False, "dir": where, "rows": [], "contexts": [],
+                "notes": [f"no paper summary folder at {where}"]}
     out: dict[str, Any] = {"available": True, "dir": display(paper_dir), "rows": [], "contexts": [], "notes": []}
     for source, (fname, _) in PAPER_FILES.items():
         path = paper_dir / fname

@@ -8,7 +8,7 @@ Invariants:
   minus the baseline point (the dial point nearest 0), on the same prompts, all tasks pooled, in pp. Each comes with a
   95% percentile interval of the item bootstrap (`effects.ItemBootstrap` over the scope's rows), so every prompt
   stays paired with itself across points.
-- A scope is a set of conditions (None = every condition) and a belief level. `HEADLINE_SCOPES` names each scope
+- A scope is a set of conditions (None = every condition) and a belief level. `PAPER_HEADLINE` names each scope
   with the paper's number for it. The per-context view is the no-belief level of each condition.
 - Sadness (`SAD`, the paper's largest context effect) is marked in the per-context view.
 - Warm side (`warm_side`): a dial point above 0, or a reference whose spec names the warm fine-tune or the warm
@@ -26,6 +26,8 @@ from steerwarm.bench.contexts import UNMODIFIED
 from steerwarm.bench.frames import belief_rows, condition_order
 from steerwarm.sweep.effects import ALL, BOOTSTRAP, ItemBootstrap, baseline_point, compared_points
 from steerwarm.sweep.folder import Point, Sweep
+from steerwarm.sweep.markdown import effect_cell as _cell
+from steerwarm.sweep.markdown import table as _table
 
 SAD = "emotion:sad"
 EMOTIONS = ("emotion:happy", "emotion:sad", "emotion:anger")
@@ -88,20 +90,6 @@ def headline_numbers(sweep: Sweep, n_boot: int = BOOTSTRAP) -> dict[str, Any]:
                 for c in condition_order(present)]
     return {"baseline": base.label, "targets": [t.label for t in targets],
             "warm_side": [t.label for t in targets if warm_side(t)], "headline": headline, "contexts": contexts}
-
-
-def _cell(e: dict[str, Any] | None) -> str:
-    if not e or e["effect_pp"] is None or math.isnan(e["effect_pp"]):
-        return "n/a"
-    return f"{e['effect_pp']:+.1f} [{e['ci_low_pp']:+.1f}, {e['ci_high_pp']:+.1f}]"
-
-
-def _row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    return [_row(header), _row(["---"] * len(header)), *(_row(r) for r in rows), ""]
 
 
 def _paper_context(paper: dict[str, Any], source: str, condition: str) -> str:

@@ -27,6 +27,8 @@ from typing import Any
 
 from steerwarm.sweep.effects import ALL, ItemBootstrap
 from steerwarm.sweep.folder import Sweep
+from steerwarm.sweep.markdown import effect_cell as _cell
+from steerwarm.sweep.markdown import table
 
 LEVELS = (("error", "error rate, no belief (%)"), ("belief", "belief effect (pp)"))
 
@@ -114,16 +116,8 @@ def matched_comparisons(sweep: Sweep, meter: Sequence[dict[str, Any]] | None,
     return out
 
 
-def _cell(e: dict[str, float]) -> str:
-    if math.isnan(e["effect_pp"]):
-        return "n/a"
-    return f"{e['effect_pp']:+.1f} [{e['ci_low_pp']:+.1f}, {e['ci_high_pp']:+.1f}]"
-
-
 def _level(e: dict[str, float]) -> str:
-    if math.isnan(e["effect_pp"]):
-        return "n/a"
-    return f"{e['effect_pp']:.1f} [{e['ci_low_pp']:.1f}, {e['ci_high_pp']:.1f}]"
+    return _cell(e, signed=False)
 
 
 def matched_markdown(matched: dict[str, Any], tasks: Sequence[str]) -> list[str]:
@@ -141,7 +135,7 @@ def matched_markdown(matched: dict[str, Any], tasks: Sequence[str]) -> list[str]
     head = ["reference", "p_warm", "matched dial position"]
     for _, name in LEVELS:
         head += [f"{name}: reference", "dial at position", "difference"]
-    lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    body = []
     for r in rows:
         cells = [r["label"], f"{r['p_warm']:.3f}", "n/a" if r["position"] is None else f"{r['position']:+.2f}"]
         scope = r["scopes"].get(ALL)
@@ -152,8 +146,8 @@ def matched_markdown(matched: dict[str, Any], tasks: Sequence[str]) -> list[str]
                 s = scope[level]
                 cells += [_level(s["reference"]) if level == "error" else _cell(s["reference"]),
                           _level(s["dial"]) if level == "error" else _cell(s["dial"]), _cell(s["difference"])]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
+        body.append(cells)
+    lines += table(head, body)
     for r in rows:
         if "reason" in r:
             lines.append(f"- {r['label']}: {r['reason']}.")
@@ -161,11 +155,11 @@ def matched_markdown(matched: dict[str, Any], tasks: Sequence[str]) -> list[str]
     if per_task and len(tasks) > 1:
         lines += ["", "Difference (reference minus dial at the matched position) per task, pp:", ""]
         head = ["reference"] + [f"{t}: {name.split(' (')[0]}" for t in tasks for _, name in LEVELS]
-        lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-        for r in per_task:
-            lines.append("| " + " | ".join([r["label"]] + [_cell(r["scopes"][t][lv]["difference"])
-                                                          for t in tasks for lv, _ in LEVELS]) + " |")
-    return [*lines, ""]
+        lines += table(head, ([r["label"]] + [_cell(r["scopes"][t][lv]["difference"]) for t in tasks
+                                              for lv, _ in LEVELS] for r in per_task))
+    else:
+        lines.append("")
+    return lines
 
 
 def plot_matched(matched: dict[str, Any], path: Path) -> Path:

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,28 +74,15 @@ from steerwarm.sweep.effects import (
 )
 from steerwarm.sweep.folder import Sweep, load_sweep, read_meter
 from steerwarm.sweep.headline import headline_markdown, headline_numbers
+from steerwarm.sweep.markdown import effect_cell as _pp
+from steerwarm.sweep.markdown import table as _table
 from steerwarm.sweep.matched import matched_comparisons, matched_markdown, plot_matched
 from steerwarm.sweep.plots import plot_belief_effect, plot_errors, plot_heatmap, plot_meter
 
 
 # -- report ---------------------------------------------------------------------------------------------------------
-def _pp(e: dict[str, Any], key: str = "effect_pp") -> str:
-    v = e.get(key)
-    if v is None or math.isnan(v):
-        return "n/a"
-    return f"{v:+.1f} [{e['ci_low_pp']:+.1f}, {e['ci_high_pp']:+.1f}]"
-
-
 def _num(v: Any, fmt: str = "+.2f") -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
-
-
-def _row(cells: Sequence[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    return [_row(header), _row(["---"] * len(header)), *(_row(r) for r in rows), ""]
 
 
 def _clean(x: Any) -> Any:
