@@ -13,11 +13,18 @@ sums) and verdict agreement, and the projected time of the full grid (13 dial va
 On a shared machine absolute times move with the load; the interleaved ratio is the meaningful number.
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python scripts/bench_fork.py --batches 7 --rounds 2
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python scripts/bench_fork.py --dtypes float32,bfloat16 --threads 2  # dtypes
 
 Measured 2026-12-03 (1 thread, the 2-core machine shared with two fine-tunings and other tests, load average 3-7;
 --batches 2, 13 dial values, two runs of 2 and 3 rounds): separate/forked per-round ratios 2.63, 1.78 and 2.20,
 2.08, 1.84 (median 2.08x; the layer count predicts 390/180 = 2.17x); forked scores bit-identical to separate ones
 (416/416 log-probability sums, same verdicts). Absolute times were 2-5x slower than on a quiet machine.
+
+Measured 2026-12-04 (quiet machine, 2 threads, --batches 7, --dtypes float32,bfloat16; two runs of 3 and 1 rounds):
+forked float32 104.3, 93.6, 93.3 and 121.4 s, forked bfloat16 43.7, 35.9, 43.0 and 48.7 s for the same 1456
+prompt-points (float32/bfloat16 2.16-2.61x, median 2.49x). Projected full grid: float32 107-130 min, bfloat16
+41-52 min. bfloat16 against float32: the same verdict on 1449 of 1456 prompt-points (99.5%), error rate 45.8% vs
+46.0%, largest difference of a reply's mean log-probability 0.27 (logits are taken to float32 before the softmax).
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ def main() -> None:
     ap.add_argument("--warmth", default="-1.5:1.5:0.25", help="dial values (13 by default)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only-forked", action="store_true", help="time the forked path only (e.g. other batch sizes)")
+    ap.add_argument("--dtypes", default="float32", help="comma-separated model dtypes; with two or more, the forked "
+                    "path is timed in each (interleaved) and verdicts are compared with the first")
     args = ap.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -55,7 +64,9 @@ def main() -> None:
     from steerwarm.targets.registry import LocalTarget
 
     torch.set_num_threads(args.threads)
-    loaded = load("smollm2-135m", "float32")
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    models = {d: load("smollm2-135m", d) for d in dtypes}
+    loaded = models[dtypes[0]]
     dial = Dial.from_dir(shipped_vectors())
     warmths = parse_warmths(args.warmth)
     _, _, grid = build_run_grid(RunConfig(tasks=list(TASKS), out=Path(".")))  # nothing is written
@@ -80,21 +91,30 @@ def main() -> None:
                 res += t.score([p.text for p in b], [replies(p.item) for p in b])
         return out
 
-    def forked() -> list[list[PairScore]]:
+    memos: dict[str, dict[tuple[int, ...], Any]] = {d: ({} if d != dtypes[0] else memo) for d in dtypes}
+
+    def forked_in(dtype: str, batches: list[Any]) -> list[list[PairScore]]:
         out: list[list[PairScore]] = [[] for _ in warmths]
-        for b in picked:
-            got = score_pairs_forked(loaded, [p.text for p in b], [replies(p.item) for p in b], len(warmths),
-                                     lambda streams: dial.specs([warmths[s] for s in streams]), memo)
+        for b in batches:
+            got = score_pairs_forked(models[dtype], [p.text for p in b], [replies(p.item) for p in b], len(warmths),
+                                     lambda streams: dial.specs([warmths[s] for s in streams]), memos[dtype])
             for res, g in zip(out, got, strict=True):
                 res += g
         return out
 
-    methods = {"forked": forked} if args.only_forked else {"separate": separate, "forked": forked}
+    def forked() -> list[list[PairScore]]:
+        return forked_in(dtypes[0], picked)
+
+    if len(dtypes) > 1:  # the forked path in each dtype; "forked" is the first dtype's
+        methods = {"forked" if d == dtypes[0] else f"forked-{d}": (lambda d=d: forked_in(d, picked)) for d in dtypes}
+    else:
+        methods = {"forked": forked} if args.only_forked else {"separate": separate, "forked": forked}
     small = picked[0][:2]
-    for t in targets:  # warm-up and the prefix memos, not timed
-        t.score([p.text for p in small], [replies(p.item) for p in small])
-    score_pairs_forked(loaded, [p.text for p in small], [replies(p.item) for p in small], len(warmths),
-                       lambda streams: dial.specs([warmths[s] for s in streams]), memo)
+    if "separate" in methods:
+        for t in targets:  # warm-up and the prefix memos, not timed
+            t.score([p.text for p in small], [replies(p.item) for p in small])
+    for d in dtypes:
+        forked_in(d, [small])
     seconds: dict[str, list[float]] = {m: [] for m in methods}
     results: dict[str, list[list[PairScore]]] = {}
     names = list(methods)
@@ -115,11 +135,23 @@ def main() -> None:
         same = sum(a.is_incorrect == b.is_incorrect for a, b in pairs)
         print(f"forked vs separate: max |log-prob sum difference| {diff:.2e}; bit-identical {exact}/{len(pairs)}; "
               f"same verdicts {same}/{len(pairs)}")
+    for name in (m for m in names if m.startswith("forked-")):
+        pairs = [(a, b) for sa, sb in zip(results["forked"], results[name], strict=True)
+                 for a, b in zip(sa, sb, strict=True)]
+        diff = max(max(abs(a.correct.mean - b.correct.mean), abs(a.wrong.mean - b.wrong.mean)) for a, b in pairs)
+        same = sum(a.is_incorrect == b.is_incorrect for a, b in pairs)
+        errs = [sum(b.is_incorrect for b in bs) / len(bs) for bs in ([a for a, _ in pairs], [b for _, b in pairs])]
+        print(f"{name} vs {dtypes[0]}: max |mean log-prob difference| {diff:.3f}; same verdicts {same}/{len(pairs)} "
+              f"({same / len(pairs):.1%}); error rate {errs[0]:.1%} vs {errs[1]:.1%}")
     point_prompts = n_prompts * len(warmths)
     print(f"\n{'path':<9} {'s/prompt/point (median)':>24} {'full grid, ' + str(len(warmths)) + ' points':>20}")
     for name in names:
         per = statistics.median(seconds[name]) / point_prompts
         print(f"{name:<9} {per:>24.4f} {len(grid) * len(warmths) * per / 60:>17.1f} min")
+    for name in (m for m in names if m.startswith("forked-")):
+        ratios = [a / b for a, b in zip(seconds["forked"], seconds[name], strict=True)]
+        print(f"forked ({dtypes[0]})/{name}: median of per-round ratios {statistics.median(ratios):.2f}x "
+              f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
     if "separate" in seconds:
         ratios = [s / f for s, f in zip(seconds["separate"], seconds["forked"], strict=True)]
         print(f"separate/forked: median of per-round ratios {statistics.median(ratios):.2f}x "
