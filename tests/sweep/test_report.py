@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from steerwarm.bench.instrument import known_items_caveat
 from steerwarm.bench.seeding import short_hash
 from steerwarm.bench.store import RunStore
 from steerwarm.sweep.report import write_sweep_report
@@ -315,6 +316,24 @@ def test_dial_only_sweep_with_a_point_not_run_yet(tmp_path: Path) -> None:
     assert "fine-tune" not in text and "Dialling warmth up from 0 raises the error rate" in text
 
 
+def test_dial_only_sweep_compares_its_plus_and_minus_one_points(tmp_path: Path) -> None:
+    """Without references, a sweep in dial units compares its +1 and -1 points (the fine-tunes' dial positions) with
+    warmth 0 in the headline and the instrument; in raw units those values mean nothing and nothing is compared."""
+    sweep = make_sweep(tmp_path, warmths=(-1.0, 0.0, 1.0), n_items=40, meter=False)
+    meta = json.loads((sweep / "sweep.json").read_text())
+    meta["points"] = [p for p in meta["points"] if p["kind"] == "dial"]
+    for units, expect in (("dial", ["warmth=+1.00", "warmth=-1.00"]), ("raw", [])):
+        meta["config"]["units"] = units
+        (sweep / "sweep.json").write_text(json.dumps(meta))
+        paths = write_sweep_report(sweep, tmp_path / units, paper_dir=tmp_path / "none")
+        data = json.loads(paths["json"].read_text())
+        assert data["headline"]["targets"] == expect
+        compared = {m["comparison"] for m in data["instrument"]["mde"] if " vs warmth=+0.00" in m["comparison"]}
+        assert compared == ({f"{t} vs warmth=+0.00" for t in expect} if expect else {"any point vs warmth=+0.00"})
+        md = paths["markdown"].read_text()
+        assert ("| ours: warmth=+1.00 | ours: warmth=-1.00 |" in md) == bool(expect)
+
+
 def test_instrument_first_and_effects_on_known_items(report: tuple[Path, dict[str, Path], dict[str, Any], str]
                                                      ) -> None:
     sweep, _, data, md = report
@@ -336,8 +355,9 @@ def test_instrument_first_and_effects_on_known_items(report: tuple[Path, dict[st
     pt = "warmth=+1.00"
     rows = [r for r in _raw(sweep, "runs/warmth+1.00") if r["item_id"] in known]
     assert data["known"]["errors"]["all tasks"][pt]["none"]["error_rate"] == pytest.approx(_rate(rows, "none"))
-    assert md.index(f"# Known items only ({len(known)} items of warmth=+0.00)") < md.index(
-        "## Regression effects of warmth (per unit of dial) (known items)")
+    heading = f"# Known items only ({len(known)} items of warmth=+0.00)"
+    assert md.index(heading) < md.index("## Regression effects of warmth (per unit of dial) (known items)")
+    assert f"{heading}\n\n{known_items_caveat('warmth=+0.00')}\n" in md  # the selection caveat right under the heading
     mde = [m for m in inst["mde"] if m["comparison"] == "warmth=+1.00 vs warmth=+0.00" and m["task"] == "all tasks"
            and m["design"] == "all prompts"]
     assert len(mde) == 1 and mde[0]["discordance_source"] == "measured" and 0 < mde[0]["mde_pp"] < 100

@@ -28,6 +28,7 @@ from steerwarm.bench.instrument import (
     instrument_check,
     instrument_markdown,
     known_items,
+    known_items_caveat,
     paired_mde,
     run_items,
     run_mode,
@@ -229,7 +230,7 @@ def to_markdown(cmp: Comparison) -> str:
     known = cmp.known_comparison
     if known is not None:
         lines += [f"# Known items only ({cmp.known['n_known'] if cmp.known else 0} items, {known.n_pairs} paired "
-                  "prompts)", ""]
+                  "prompts)", "", known_items_caveat("A"), ""]
         if known.n_pairs:
             lines += [*cells_markdown(known), *regressions_markdown(known, "Regressions on known items"), "",
                       *instrument_markdown([], known.mde)]

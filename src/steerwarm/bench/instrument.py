@@ -24,6 +24,9 @@ and which items does the reference know.
    the differing span, nats; 0.1 means the correct reply's per-token probability is at least e^0.1 = 1.105 times
    the wrong one's, so a near tie does not count as knowing); generate mode (or a likelihood run without recorded
    log-probs), judged correct in every neutral prompt. An item without a scored neutral prompt is not known.
+   Selection caveat (`known_items_caveat`, printed under every known-items heading): the reference's neutral prompts
+   are right on its known items by construction, so against the reference a change there cannot be negative and
+   changes elsewhere lean positive (regression to the mean).
 
 Invariants: every function is a pure function of the frames (summary.records_frame columns, plus lp_correct and
 lp_wrong where recorded) and items it is given; item files are read only through a run's run.json descriptor and
@@ -384,6 +387,15 @@ def plan_items(task: str, effect_pp: float, error: float, error_source: str, cel
 
 
 # -- 3. known items -------------------------------------------------------------------------------------------------
+def known_items_caveat(chooser: str) -> str:
+    """The selection caveat printed under every known-items heading; `chooser` names whose answers chose the items
+    (the reference run, a comparison's A, a sweep's baseline point)."""
+    return (f"The known items are chosen by {chooser}'s own answers, so on them its neutral prompts (no context, no "
+            f"belief) are right by construction: against {chooser}, a change in that scope cannot be negative, and "
+            "changes in the other scopes lean positive too (regression to the mean). Compare the other targets with "
+            "each other here (a warm target against a cold one), or read the all-items numbers.")
+
+
 @dataclass(frozen=True)
 class KnownItems:
     """The items (task, item_id) the reference knows; `per_task` holds (known, items with a neutral prompt)."""

@@ -26,6 +26,7 @@ from steerwarm.bench.instrument import (
     comparison_mde,
     instrument_markdown,
     known_items,
+    known_items_caveat,
     paired_mde,
     run_mode,
 )
@@ -92,7 +93,7 @@ def build_report(run_dirs: Sequence[Path], reference: int = 0) -> tuple[str, dic
               "items, then on the known items only.", ""]
     lines += tables(names, frames, ref, data["tasks"], "")
     data["known"] = {"tasks": {}}
-    lines += ["", f"# Known items only ({known.n} items)", ""]
+    lines += ["", f"# Known items only ({known.n} items)", "", known_items_caveat(names[ref]), ""]
     lines += tables(names, [known.restrict(f) for f in frames], ref, data["known"]["tasks"], " (known items)")
     return "\n".join(lines) + "\n", data
 

@@ -9,7 +9,8 @@ Invariants:
   errors clustered by item; paired comparisons, `bench.compare.compare_frames` (McNemar, models 1-4).
 - The instrument (bench.instrument) is the baseline point's (the dial point nearest 0): its accuracy on the neutral
   prompts against chance and the shorter-answer rule, and its known items; the minimum detectable effects are those
-  of each compared point (references, and the dial points at their dial positions) against it, discordance measured.
+  of each compared point (references, the dial points at their dial positions, and in dial units the +1 and -1
+  points even without references) against it, discordance measured.
   `restrict_sweep` gives the same sweep on the known items only, so every effect can be recomputed there.
 """
 
@@ -41,7 +42,7 @@ from steerwarm.paths import display
 
 if TYPE_CHECKING:
     import pandas as pd
-from steerwarm.sweep.folder import Point, Sweep
+from steerwarm.sweep.folder import REFERENCE_DIAL, Point, Sweep
 
 ALL = "all tasks"
 BELIEF_LEVELS = (("none", "no belief"), ("stated", "stated wrong belief"))
@@ -283,13 +284,18 @@ def baseline_point(sweep: Sweep) -> Point:
 
 
 def compared_points(sweep: Sweep, base: Point) -> list[Point]:
-    """The points compared with the baseline: the references and the dial points at their dial positions."""
-    out: list[Point] = []
+    """The points compared with the baseline: the references and the dial points at their dial positions; in dial
+    units, also the dial points at the fine-tunes' positions (+1, -1) when no reference brings them, so a dial-only
+    sweep compares its +1 and -1 points (in that order, after the references')."""
+    candidates: list[Point | None] = []
     for ref in sweep.references:
-        steered = sweep.at(ref.x) if ref.x is not None else None
-        for p in (steered, ref):
-            if p is not None and p is not base and all(p is not q for q in out):
-                out.append(p)
+        candidates += [sweep.at(ref.x) if ref.x is not None else None, ref]
+    if str(sweep.config.get("units", "")).startswith("dial"):
+        candidates += [sweep.at(x) for x in sorted(set(REFERENCE_DIAL.values()), reverse=True)]
+    out: list[Point] = []
+    for p in candidates:
+        if p is not None and p is not base and all(p is not q for q in out):
+            out.append(p)
     return out
 
 

@@ -4,10 +4,10 @@ Invariants:
 - The paper's headline numbers (`PAPER_HEADLINE`) are cited, not computed: the marginal effects of its warm
   fine-tunes in its logistic regressions as ../shared/PAPER.md lists them (the Nature version). Its per-context
   numbers are computed from its summary CSVs (`effects.paper_summary`'s "contexts" rows).
-- Ours: each compared point (`effects.compared_points`: the references, and the dial points at their dial positions)
-  minus the baseline point (the dial point nearest 0), on the same prompts, all tasks pooled, in pp. Each comes with a
-  95% percentile interval of the item bootstrap (`effects.ItemBootstrap` over the scope's rows), so every prompt
-  stays paired with itself across points.
+- Ours: each compared point (`effects.compared_points`: the references, the dial points at their dial positions, and
+  in dial units the +1 and -1 points) minus the baseline point (the dial point nearest 0), on the same prompts, all
+  tasks pooled, in pp. Each comes with a 95% percentile interval of the item bootstrap (`effects.ItemBootstrap` over
+  the scope's rows), so every prompt stays paired with itself across points.
 - A scope is a set of conditions (None = every condition) and a belief level. `PAPER_HEADLINE` names each scope
   with the paper's number for it. The per-context view is the no-belief level of each condition.
 - Sadness (`SAD`, the paper's largest context effect) is marked in the per-context view.

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from steerwarm.bench.compare import p_text
-from steerwarm.bench.instrument import TaskInstrument, instrument_markdown
+from steerwarm.bench.instrument import TaskInstrument, instrument_markdown, known_items_caveat
 from steerwarm.bench.report import cell_text
 from steerwarm.bench.summary import belief_rows, cell, condition_order
 from steerwarm.bench.validate import KAPPA_TARGET, matcher_agreement
@@ -292,7 +292,8 @@ def build_sweep_report(sweep_dir: Path, paper_dir: Path | None = None,
                       f"{p.seconds:.0f}"] for p in pts))
     names = [p.label for p in pts]
     lines += effect_lines(data, names, scopes)
-    lines += [f"# Known items only ({known.n} items of {data['instrument']['point']})", ""]
+    lines += [f"# Known items only ({known.n} items of {data['instrument']['point']})", "",
+              known_items_caveat(data["instrument"]["point"]), ""]
     if known.n:
         lines += effect_lines(data["known"], names, [*known_sweep.tasks, ALL], " (known items)")
     else:
