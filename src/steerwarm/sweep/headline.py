@@ -126,6 +126,9 @@ def headline_markdown(data: dict[str, Any], paper: dict[str, Any], suffix: str =
     return lines
 
 
+KNOWN_ITEMS_LEAD = "On known items (chosen by the baseline's answers, so leaning positive)"
+
+
 def headline_sentences(data: dict[str, Any], known: dict[str, Any] | None) -> list[str]:
     """For each headline scope: the warm-side targets' effects and whether the paper's number lies inside our
     interval (and, where given, the same on the known items)."""
@@ -146,7 +149,7 @@ def headline_sentences(data: dict[str, Any], known: dict[str, Any] | None) -> li
         if known:
             kh = next((k for k in known["headline"] if k["key"] == h["key"]), None)
             ks = [f"{t} {_cell(kh['ours'].get(t))}" for t in known["warm_side"]] if kh else []
-            known_part = f" On known items: {'; '.join(ks)}." if ks else ""
+            known_part = f" {KNOWN_ITEMS_LEAD}: {'; '.join(ks)}." if ks else ""
         out.append(f"{h['name'][0].upper()}{h['name'][1:]} (paper's warm fine-tunes {h['paper_pp']:+.2f} pp; "
                    f"{h['n']} prompts here): {'; '.join(parts)}.{known_part}")
     return out
