@@ -22,9 +22,10 @@ Measured 2026-12-03 (1 thread, the 2-core machine shared with two fine-tunings a
 
 Measured 2026-12-04 (quiet machine, 2 threads, --batches 7, --dtypes float32,bfloat16; two runs of 3 and 1 rounds):
 forked float32 104.3, 93.6, 93.3 and 121.4 s, forked bfloat16 43.7, 35.9, 43.0 and 48.7 s for the same 1456
-prompt-points (float32/bfloat16 2.16-2.61x, median 2.49x). Projected full grid: float32 107-130 min, bfloat16
-41-52 min. bfloat16 against float32: the same verdict on 1449 of 1456 prompt-points (99.5%), error rate 45.8% vs
-46.0%, largest difference of a reply's mean log-probability 0.27 (logits are taken to float32 before the softmax).
+prompt-points: per-round float32/bfloat16 2.39, 2.61, 2.17 and 2.49 (median 2.44x). Projected full grid per round:
+float32 100-130 min, bfloat16 38-52 min. bfloat16 against float32 (second run): the same verdict on 1449 of 1456
+prompt-points (99.5%), error rate bfloat16 45.8%, float32 46.0%, largest difference of a reply's mean
+log-probability 0.27 (logits are taken to float32 before the softmax).
 """
 
 from __future__ import annotations
@@ -82,7 +83,6 @@ def main() -> None:
           f"{dial.cold.layers if dial.cold else None}", flush=True)
 
     targets = [LocalTarget(f"warmth={w}", loaded, "steered", dial=dial, warmth=w) for w in warmths]
-    memo: dict[tuple[int, ...], Any] = {}
 
     def separate() -> list[list[PairScore]]:
         out: list[list[PairScore]] = [[] for _ in warmths]
@@ -91,7 +91,7 @@ def main() -> None:
                 res += t.score([p.text for p in b], [replies(p.item) for p in b])
         return out
 
-    memos: dict[str, dict[tuple[int, ...], Any]] = {d: ({} if d != dtypes[0] else memo) for d in dtypes}
+    memos: dict[str, dict[tuple[int, ...], Any]] = {d: {} for d in dtypes}  # each model's shared-prefix caches
 
     def forked_in(dtype: str, batches: list[Any]) -> list[list[PairScore]]:
         out: list[list[PairScore]] = [[] for _ in warmths]
@@ -102,13 +102,9 @@ def main() -> None:
                 res += g
         return out
 
-    def forked() -> list[list[PairScore]]:
-        return forked_in(dtypes[0], picked)
-
-    if len(dtypes) > 1:  # the forked path in each dtype; "forked" is the first dtype's
-        methods = {"forked" if d == dtypes[0] else f"forked-{d}": (lambda d=d: forked_in(d, picked)) for d in dtypes}
-    else:
-        methods = {"forked": forked} if args.only_forked else {"separate": separate, "forked": forked}
+    # the forked path in each dtype ("forked" is the first dtype's); the separate path only with one dtype
+    forks = {"forked" if i == 0 else f"forked-{d}": (lambda d=d: forked_in(d, picked)) for i, d in enumerate(dtypes)}
+    methods = forks if args.only_forked or len(dtypes) > 1 else {"separate": separate, **forks}
     small = picked[0][:2]
     if "separate" in methods:
         for t in targets:  # warm-up and the prefix memos, not timed
@@ -125,9 +121,17 @@ def main() -> None:
             seconds[name].append(time.perf_counter() - start)
         print(f"round {r + 1}: " + ", ".join(f"{m} {seconds[m][-1]:.1f} s" for m in names), flush=True)
 
+    def paired(x: str, y: str) -> list[tuple[PairScore, PairScore]]:
+        return [(a, b) for sa, sb in zip(results[x], results[y], strict=True) for a, b in zip(sa, sb, strict=True)]
+
+    def ratio_line(x: str, y: str, label: str) -> str:
+        ratios = [a / b for a, b in zip(seconds[x], seconds[y], strict=True)]
+        return (f"{label}: median of per-round ratios {statistics.median(ratios):.2f}x "
+                f"(rounds: {', '.join(f'{r:.2f}' for r in ratios)})")
+
+    forks_after = [m for m in names if m.startswith("forked-")]
     if "separate" in results:
-        pairs = [(a, b) for sa, sb in zip(results["separate"], results["forked"], strict=True)
-                 for a, b in zip(sa, sb, strict=True)]
+        pairs = paired("separate", "forked")
         diff = max(max(abs(a.correct.logprob_sum - b.correct.logprob_sum),
                        abs(a.wrong.logprob_sum - b.wrong.logprob_sum)) for a, b in pairs)
         exact = sum(a.correct.logprob_sum == b.correct.logprob_sum and a.wrong.logprob_sum == b.wrong.logprob_sum
@@ -135,9 +139,8 @@ def main() -> None:
         same = sum(a.is_incorrect == b.is_incorrect for a, b in pairs)
         print(f"forked vs separate: max |log-prob sum difference| {diff:.2e}; bit-identical {exact}/{len(pairs)}; "
               f"same verdicts {same}/{len(pairs)}")
-    for name in (m for m in names if m.startswith("forked-")):
-        pairs = [(a, b) for sa, sb in zip(results["forked"], results[name], strict=True)
-                 for a, b in zip(sa, sb, strict=True)]
+    for name in forks_after:
+        pairs = paired("forked", name)
         diff = max(max(abs(a.correct.mean - b.correct.mean), abs(a.wrong.mean - b.wrong.mean)) for a, b in pairs)
         same = sum(a.is_incorrect == b.is_incorrect for a, b in pairs)
         errs = [sum(b.is_incorrect for b in bs) / len(bs) for bs in ([a for a, _ in pairs], [b for _, b in pairs])]
@@ -148,14 +151,10 @@ def main() -> None:
     for name in names:
         per = statistics.median(seconds[name]) / point_prompts
         print(f"{name:<9} {per:>24.4f} {len(grid) * len(warmths) * per / 60:>17.1f} min")
-    for name in (m for m in names if m.startswith("forked-")):
-        ratios = [a / b for a, b in zip(seconds["forked"], seconds[name], strict=True)]
-        print(f"forked ({dtypes[0]})/{name}: median of per-round ratios {statistics.median(ratios):.2f}x "
-              f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
+    for name in forks_after:
+        print(ratio_line("forked", name, f"forked ({dtypes[0]})/{name}"))
     if "separate" in seconds:
-        ratios = [s / f for s, f in zip(seconds["separate"], seconds["forked"], strict=True)]
-        print(f"separate/forked: median of per-round ratios {statistics.median(ratios):.2f}x "
-              f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
+        print(ratio_line("separate", "forked", "separate/forked"))
 
 
 if __name__ == "__main__":
